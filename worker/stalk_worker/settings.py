@@ -1,0 +1,175 @@
+"""Everything a Stalk worker can be told, as environment variables with defaults.
+
+The operator and the chart configure workers only through these variables. Run
+``python -m stalk_worker.settings`` to print the reference table the README embeds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stalk_broker import DEFAULT_PRIORITY_STEPS, BrokerEndpoint
+from stalk_config import SettingsError, env, from_env, markdown_table
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The worker's configuration; see the README table for each variable."""
+
+    broker_url: str = env(
+        "STALK_BROKER_URL",
+        "redis://localhost:6379/0",
+        "Broker: `redis://host:6379/0`, or Sentinels as "
+        "`sentinel://h1:26379;sentinel://h2:26379` (with `STALK_SENTINEL_MASTER`).",
+    )
+    result_backend_url: str = env(
+        "STALK_RESULT_BACKEND",
+        "",
+        "Result backend URL, same forms as the broker; empty means the broker itself.",
+    )
+    redis_password: str | None = env(
+        "STALK_REDIS_PASSWORD",
+        None,
+        "Redis password; kept out of URLs so it can come from a Secret.",
+        secret=True,
+    )
+    sentinel_master: str = env("STALK_SENTINEL_MASTER", "mymaster", "Sentinel master group name.")
+    sentinel_password: str | None = env(
+        "STALK_SENTINEL_PASSWORD",
+        None,
+        "Password of the Sentinels themselves, if they have one.",
+        secret=True,
+    )
+    global_keyprefix: str = env(
+        "STALK_GLOBAL_KEYPREFIX", "", "kombu `global_keyprefix`: prefix for every Redis key."
+    )
+    priority_steps: tuple[int, ...] = env(
+        "STALK_PRIORITY_STEPS",
+        DEFAULT_PRIORITY_STEPS,
+        "kombu `priority_steps`: one Redis list per step (comma-separated).",
+    )
+    visibility_timeout_seconds: int = env(
+        "STALK_VISIBILITY_TIMEOUT_SECONDS",
+        3600,
+        "Seconds before a taken but unacknowledged task is given to another worker; "
+        "applied to broker and result backend alike, and must exceed the task time limit.",
+    )
+    task_soft_time_limit_seconds: int = env(
+        "STALK_TASK_SOFT_TIME_LIMIT_SECONDS",
+        300,
+        "Default soft time limit: the task gets `SoftTimeLimitExceeded` to clean up.",
+    )
+    task_time_limit_seconds: int = env(
+        "STALK_TASK_TIME_LIMIT_SECONDS",
+        330,
+        "Default hard time limit: the process running the task is killed.",
+    )
+    result_expires_seconds: int = env(
+        "STALK_RESULT_EXPIRES_SECONDS", 86400, "How long task results are kept."
+    )
+    prefetch_multiplier: int = env(
+        "STALK_PREFETCH_MULTIPLIER",
+        1,
+        "Tasks each process reserves ahead; 1 keeps queued work visible to the autoscaler.",
+    )
+    soft_shutdown_timeout_seconds: float = env(
+        "STALK_SOFT_SHUTDOWN_TIMEOUT_SECONDS",
+        30.0,
+        "On a cold shutdown (SIGQUIT, or SIGTERM with `REMAP_SIGTERM=SIGQUIT`), time "
+        "running tasks get before they are cancelled and requeued.",
+    )
+    task_events: bool = env("STALK_TASK_EVENTS", True, "Send task events (Flower needs them).")
+    task_modules: tuple[str, ...] = env(
+        "STALK_TASK_MODULES",
+        (),
+        "Extra task modules to import (comma-separated), besides those registered "
+        "under the `stalk.tasks` entry point group.",
+    )
+    pool_name: str = env(
+        "STALK_POOL",
+        "",
+        "The TaskQueue this worker belongs to (`namespace/name`); set by the operator. "
+        "When set, the worker publishes its load for the autoscaler.",
+    )
+    load_report_interval_seconds: float = env(
+        "STALK_LOAD_REPORT_INTERVAL_SECONDS",
+        1.0,
+        "How often the worker publishes its active and reserved task counts.",
+    )
+    heartbeat_file: str = env(
+        "STALK_HEARTBEAT_FILE",
+        "/tmp/stalk-worker-heartbeat",  # noqa: S108 - a per-container file, not shared
+        "File the worker touches from its event loop; `stalk-worker-alive` checks its age.",
+    )
+    heartbeat_interval_seconds: float = env(
+        "STALK_HEARTBEAT_INTERVAL_SECONDS", 5.0, "How often the heartbeat file is touched."
+    )
+    smtp_host: str = env("STALK_SMTP_HOST", "localhost", "SMTP server for email tasks.")
+    smtp_port: int = env("STALK_SMTP_PORT", 587, "SMTP port.")
+    smtp_username: str | None = env("STALK_SMTP_USERNAME", None, "SMTP user, if auth is on.")
+    smtp_password: str | None = env("STALK_SMTP_PASSWORD", None, "SMTP password.", secret=True)
+    smtp_security: str = env(
+        "STALK_SMTP_SECURITY",
+        "starttls",
+        "`starttls`, `tls` (implicit TLS, port 465) or `none`.",
+    )
+    smtp_timeout_seconds: float = env("STALK_SMTP_TIMEOUT_SECONDS", 30.0, "SMTP socket timeout.")
+    mail_from: str = env("STALK_MAIL_FROM", "stalk@localhost", "Default sender address.")
+    webhook_secret: str | None = env(
+        "STALK_WEBHOOK_SECRET",
+        None,
+        "Key for the `X-Stalk-Signature` HMAC-SHA256 header of outgoing webhooks.",
+        secret=True,
+    )
+    webhook_timeout_seconds: float = env(
+        "STALK_WEBHOOK_TIMEOUT_SECONDS", 10.0, "Timeout of one webhook request."
+    )
+    reports_dir: str = env(
+        "STALK_REPORTS_DIR", "/var/lib/stalk/reports", "Where report tasks write their files."
+    )
+    scratch_dir: str = env(
+        "STALK_SCRATCH_DIR",
+        "/tmp/stalk",  # noqa: S108 - the container's own scratch space
+        "Scratch space for file tasks; the maintenance task cleans it.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.task_soft_time_limit_seconds > self.task_time_limit_seconds:
+            raise SettingsError(
+                "STALK_TASK_SOFT_TIME_LIMIT_SECONDS must not exceed STALK_TASK_TIME_LIMIT_SECONDS"
+            )
+        if self.visibility_timeout_seconds <= self.task_time_limit_seconds:
+            raise SettingsError(
+                "STALK_VISIBILITY_TIMEOUT_SECONDS must exceed STALK_TASK_TIME_LIMIT_SECONDS, "
+                "or running tasks would be handed to a second worker"
+            )
+        if self.prefetch_multiplier < 1:
+            raise SettingsError("STALK_PREFETCH_MULTIPLIER must be at least 1")
+        if self.smtp_security not in ("starttls", "tls", "none"):
+            raise SettingsError("STALK_SMTP_SECURITY must be starttls, tls or none")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
+        return from_env(cls, os.environ if environ is None else environ)
+
+    def broker(self) -> BrokerEndpoint:
+        return self._endpoint(self.broker_url)
+
+    def result_backend(self) -> BrokerEndpoint:
+        return self._endpoint(self.result_backend_url or self.broker_url)
+
+    def _endpoint(self, url: str) -> BrokerEndpoint:
+        endpoint = BrokerEndpoint.from_url(
+            url,
+            master_name=self.sentinel_master if url.startswith("sentinel://") else None,
+            sentinel_password=self.sentinel_password,
+        )
+        if self.redis_password is not None:
+            endpoint = endpoint.with_password(self.redis_password)
+        return endpoint
+
+
+if __name__ == "__main__":
+    print(markdown_table(WorkerSettings))

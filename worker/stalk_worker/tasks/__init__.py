@@ -1,0 +1,1 @@
+"""The built-in task modules; each is routed to its own queue (see :mod:`stalk_worker.routing`)."""
