@@ -8,7 +8,8 @@
 # replace each with its published v0.x tag (kubernetes/kubernetes#79384).
 #
 # Output: one directory of binaries per version set, under the cache directory, printed
-# on stdout as the last line. A second run finds the stamp and returns at once.
+# on stdout as the last line. A second run finds the stamp and returns at once;
+# --cached-only prints it only if it is already built, and fails otherwise.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
@@ -24,6 +25,10 @@ stamp="$bin_dir/.complete"
 if [[ -f "$stamp" ]]; then
   echo "$bin_dir"
   exit 0
+fi
+if [[ ${1:-} == --cached-only ]]; then
+  echo "not built yet: run hack/controlplane-binaries.sh" >&2
+  exit 1
 fi
 
 command -v go >/dev/null || { echo "error: the Go toolchain is required (go not on PATH)" >&2; exit 1; }

@@ -1,0 +1,40 @@
+# The two commands the README promises, and the steps they are made of.
+SHELL := /bin/bash
+VENV := .venv/bin
+K8S_BIN_DIR = $(shell bash hack/controlplane-binaries.sh --cached-only 2>/dev/null)
+
+.PHONY: setup test lint unit integration e2e demo demo-down cluster-up cluster-down settings-table
+
+setup:
+	@bash hack/setup.sh
+
+## test: everything CI runs: set-up, lint, type check, every test.
+test: setup lint
+	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/pytest
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy
+
+unit: setup
+	$(VENV)/pytest tests/unit
+
+integration: setup
+	$(VENV)/pytest tests/integration
+
+e2e: setup
+	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/pytest tests/e2e
+
+## demo: the whole stack on a local control plane, autoscaling real workers.
+demo: setup
+	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/python -m stalk_devenv demo
+
+cluster-up: setup
+	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/python -m stalk_devenv up
+
+cluster-down:
+	$(VENV)/python -m stalk_devenv down
+
+settings-table:
+	@$(VENV)/python -m stalk_worker.settings

@@ -1,0 +1,142 @@
+"""Start a program, wait until it is ready, stop it the way the kubelet would."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+
+class StartupError(RuntimeError):
+    """A process exited or never became ready; the message carries its log tail."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``condition`` until true; raise ``TimeoutError`` naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception as exc:
+            last_error = exc
+        time.sleep(interval)
+    detail = f" (last error: {last_error})" if last_error else ""
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class ManagedProcess:
+    """One child process with its output in a log file, in its own process group."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_dir / f"{name}.log"
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self, ready: Callable[[], bool] | None = None, timeout: float = 30) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        if ready is None:
+            return
+
+        def up() -> bool:
+            if not self.running():
+                raise StartupError(f"{self.name} exited early:\n{self.log_tail()}")
+            return ready()
+
+        try:
+            wait_until(up, timeout, f"{self.name} to be ready")
+        except StartupError:
+            raise
+        except TimeoutError as exc:
+            self.stop(grace=1)
+            raise StartupError(f"{exc}\n{self.log_tail()}") from None
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def send(self, sig: signal.Signals) -> None:
+        if self.running():
+            assert self._process is not None
+            os.killpg(self._process.pid, sig)
+
+    def stop(self, grace: float = 10) -> int | None:
+        """SIGTERM, ``grace`` seconds, then SIGKILL, to the whole process group."""
+        if self._process is None:
+            return None
+        if self._process.poll() is None:
+            self.send(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.send(signal.SIGKILL)
+                self._process.wait()
+        self._kill_leftovers()
+        return self._process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL at once, as a crash or ``kill -9`` would."""
+        self.send(signal.SIGKILL)
+        if self._process is not None:
+            self._process.wait()
+        self._kill_leftovers()
+
+    def wait(self, timeout: float | None = None) -> int:
+        assert self._process is not None
+        return self._process.wait(timeout=timeout)
+
+    def _kill_leftovers(self) -> None:
+        # Children that outlived their parent (e.g. prefork pool processes) share its group.
+        assert self._process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the demo need on a fresh Debian machine, and
+# reuses what a previous run installed: Debian's Redis and Sentinel, the project's
+# virtualenv, and the control-plane binaries (built once from Go modules, cached).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "[setup] $*" >&2; }
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+# 1. Debian packages: real Redis and Sentinel for the tests.
+if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/null; then
+  log "installing redis-server and redis-sentinel"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
+    redis-server redis-sentinel >/dev/null
+fi
+
+# 2. The virtualenv, reinstalled only when pyproject.toml changes.
+python=${PYTHON:-python3}
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [[ ! -f $stamp ]]; then
+  log "installing Python dependencies into .venv"
+  [[ -x .venv/bin/python ]] || "$python" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[dev]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+# 3. The control plane (etcd, kube-apiserver, ...), kwok and helm, from Go modules.
+if command -v go >/dev/null; then
+  bin_dir=$(bash hack/controlplane-binaries.sh)
+  log "control-plane binaries: $bin_dir"
+else
+  log "no Go toolchain: the e2e tests will be skipped (they need the control plane)"
+fi
