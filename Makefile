@@ -1,9 +1,11 @@
 # The two commands the README promises, and the steps they are made of.
 SHELL := /bin/bash
 VENV := .venv/bin
+# The local cluster tooling is not part of the distribution; it runs from the tree.
+DEVENV := PYTHONPATH=devenv
 K8S_BIN_DIR = $(shell bash hack/controlplane-binaries.sh --cached-only 2>/dev/null)
 
-.PHONY: setup test lint unit integration e2e demo demo-down cluster-up cluster-down settings-table
+.PHONY: setup test lint unit integration e2e demo cluster-up cluster-down cluster-status settings-table
 
 setup:
 	@bash hack/setup.sh
@@ -28,13 +30,16 @@ e2e: setup
 
 ## demo: the whole stack on a local control plane, autoscaling real workers.
 demo: setup
-	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/python -m stalk_devenv demo
+	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(DEVENV) $(VENV)/python -m stalk_devenv demo
 
 cluster-up: setup
-	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/python -m stalk_devenv up
+	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(DEVENV) $(VENV)/python -m stalk_devenv up
 
 cluster-down:
-	$(VENV)/python -m stalk_devenv down
+	$(DEVENV) $(VENV)/python -m stalk_devenv down
 
 settings-table:
 	@$(VENV)/python -m stalk_worker.settings
+
+cluster-status:
+	$(DEVENV) $(VENV)/python -m stalk_devenv status

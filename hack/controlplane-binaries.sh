@@ -22,7 +22,7 @@ key="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VE
 bin_dir="$cache_root/bin/$key"
 stamp="$bin_dir/.complete"
 
-if [[ -f "$stamp" ]]; then
+if [[ -f "$stamp" && -f "$bin_dir/kwok-stages.yaml" ]]; then
   echo "$bin_dir"
   exit 0
 fi
@@ -100,6 +100,20 @@ if [[ ! -x "$bin_dir/helm" ]]; then
   GOBIN="$bin_dir" go install -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+
+if [[ ! -f "$bin_dir/kwok-stages.yaml" ]]; then
+  # KWOK's own "fast" stages (nodes Ready with leases, pods Running at once), as shipped
+  # in its module; the dev cluster adjusts pod deletion for the process kubelet.
+  kwok_src=$(cd "$src" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  stage_dir="$kwok_src/kustomize/stage"
+  for f in "$stage_dir"/node/fast/node-*.yaml \
+           "$stage_dir"/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           "$stage_dir"/pod/fast/pod-*.yaml; do
+    echo "---"
+    cat "$f"
+  done >"$bin_dir/kwok-stages.yaml"
 fi
 
 touch "$stamp"

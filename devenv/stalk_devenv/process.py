@@ -99,12 +99,14 @@ class ManagedProcess:
         return self._process is not None and self._process.poll() is None
 
     def send(self, sig: signal.Signals) -> None:
+        """Signal the main process only, as a container runtime signals PID 1."""
         if self.running():
             assert self._process is not None
-            os.killpg(self._process.pid, sig)
+            self._process.send_signal(sig)
 
     def stop(self, grace: float = 10) -> int | None:
-        """SIGTERM, ``grace`` seconds, then SIGKILL, to the whole process group."""
+        """SIGTERM to the main process, ``grace`` seconds, then SIGKILL to the whole group:
+        what the kubelet does to a container (its children go with the cgroup)."""
         if self._process is None:
             return None
         if self._process.poll() is None:
@@ -112,24 +114,23 @@ class ManagedProcess:
             try:
                 self._process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                self.send(signal.SIGKILL)
+                self._kill_group()
                 self._process.wait()
-        self._kill_leftovers()
+        self._kill_group()
         return self._process.returncode
 
     def kill(self) -> None:
-        """SIGKILL at once, as a crash or ``kill -9`` would."""
-        self.send(signal.SIGKILL)
+        """SIGKILL the whole group at once, as a crash or an OOM kill would."""
         if self._process is not None:
+            self._kill_group()
             self._process.wait()
-        self._kill_leftovers()
 
     def wait(self, timeout: float | None = None) -> int:
         assert self._process is not None
         return self._process.wait(timeout=timeout)
 
-    def _kill_leftovers(self) -> None:
-        # Children that outlived their parent (e.g. prefork pool processes) share its group.
+    def _kill_group(self) -> None:
+        # Children (e.g. prefork pool processes) share the group; none may outlive a stop.
         assert self._process is not None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, signal.SIGKILL)

@@ -1,0 +1,447 @@
+"""A real Kubernetes control plane as local processes, like envtest or kwokctl's binary runtime.
+
+etcd, kube-apiserver (client-certificate auth for the admin, ServiceAccount tokens for
+everyone else, RBAC enforced), kube-controller-manager, kube-scheduler, and KWOK keeping
+fake nodes Ready and moving their pods to Running. Everything listens on loopback on
+free ports; :meth:`ControlPlane.stop` leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stalk_devenv.pki import CertificateAuthority, write_key, write_public_key
+from stalk_devenv.process import ManagedProcess, free_port, wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "hack" / "controlplane-binaries.sh"
+BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kwok",
+    "helm",
+)
+SERVICE_CIDR = "10.96.0.0/16"
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+FAKE_NODE_LABEL = "type"
+CLAIMED_BY_PROCESS_KUBELET = "devenv.stalk.dev/process-kubelet"
+"""Annotation on pods whose containers run as local processes: KWOK leaves their deletion
+to the process kubelet, which finishes it once the process has exited, as a kubelet does."""
+
+
+class BinariesMissingError(RuntimeError):
+    """The control-plane binaries are not built; the message says how to build them."""
+
+
+def find_binaries() -> Path:
+    """Where the built binaries are: ``$STALK_K8S_BIN_DIR``, else the build cache."""
+    configured = os.environ.get("STALK_K8S_BIN_DIR", "")
+    if configured:
+        directory = Path(configured)
+    else:
+        result = subprocess.run(
+            ["bash", str(BUILD_SCRIPT), "--cached-only"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise BinariesMissingError(
+                "the control-plane binaries are not built: run hack/controlplane-binaries.sh"
+            )
+        directory = Path(result.stdout.strip().splitlines()[-1])
+    missing = [b for b in BINARIES if not (directory / b).is_file()]
+    if missing:
+        raise BinariesMissingError(
+            f"{directory} lacks {', '.join(missing)}: run hack/controlplane-binaries.sh"
+        )
+    return directory
+
+
+@dataclass
+class ControlPlane:
+    """One local cluster. ``start()`` returns when nodes are Ready and the API serves."""
+
+    workdir: Path
+    bin_dir: Path = field(default_factory=find_binaries)
+    nodes: int = 3
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    api_port: int = 0
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def pki(self) -> Path:
+        return self.workdir / "pki"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.pki / "ca.crt"
+
+    def binary(self, name: str) -> str:
+        return str(self.bin_dir / name)
+
+    # -- start -----------------------------------------------------------------------
+
+    def start(self) -> ControlPlane:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._issue_certificates()
+            self._start_etcd()
+            self._start_apiserver()
+            self._write_kubeconfig()
+            self._start_controller_manager()
+            self._start_scheduler()
+            self._start_kwok()
+            self._create_nodes()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _issue_certificates(self) -> None:
+        ca = CertificateAuthority(self.pki, name="stalk-devenv-kubernetes-ca")
+        self._serving = ca.issue(
+            "apiserver",
+            common_name="kube-apiserver",
+            server=True,
+            dns_names=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            ip_addresses=("127.0.0.1", "10.96.0.1"),
+        )
+        self._admin = ca.issue(
+            "admin", common_name="stalk-admin", organizations=("system:masters",), client=True
+        )
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._sa_key = write_key(key, self.pki / "sa.key")
+        self._sa_pub = write_public_key(key, self.pki / "sa.pub")
+
+    def _start_etcd(self) -> None:
+        client, peer = free_port(), free_port()
+        self._etcd_url = f"http://127.0.0.1:{client}"
+        process = ManagedProcess(
+            "etcd",
+            [
+                self.binary("etcd"),
+                "--name=devenv",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={self._etcd_url}",
+                f"--advertise-client-urls={self._etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=devenv=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--quota-backend-bytes=2147483648",
+            ],
+            self.workdir / "logs",
+        )
+        process.start(ready=lambda: _http_ok(f"{self._etcd_url}/health"), timeout=30)
+        self.processes["etcd"] = process
+
+    def _start_apiserver(self) -> None:
+        self.api_port = free_port()
+        process = ManagedProcess(
+            "kube-apiserver",
+            [
+                self.binary("kube-apiserver"),
+                f"--etcd-servers={self._etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--tls-cert-file={self._serving.cert}",
+                f"--tls-private-key-file={self._serving.key}",
+                f"--client-ca-file={self.ca_path}",
+                f"--service-account-key-file={self._sa_pub}",
+                f"--service-account-signing-key-file={self._sa_key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                "--api-audiences=https://kubernetes.default.svc.cluster.local",
+                "--authorization-mode=RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--watch-cache=true",
+                "--v=1",
+            ],
+            self.workdir / "logs",
+        )
+        process.start(ready=self._api_ready, timeout=90)
+        self.processes["kube-apiserver"] = process
+
+    def _admin_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        context.load_cert_chain(self._admin.cert, self._admin.key)
+        return context
+
+    def _api_ready(self) -> bool:
+        return _http_ok(f"{self.server}/readyz", self._admin_context())
+
+    def _write_kubeconfig(self) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "stalk-devenv",
+            "clusters": [
+                {
+                    "name": "stalk-devenv",
+                    "cluster": {"server": self.server, "certificate-authority": str(self.ca_path)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": str(self._admin.cert),
+                        "client-key": str(self._admin.key),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "stalk-devenv",
+                    "context": {"cluster": "stalk-devenv", "user": "admin", "namespace": "default"},
+                }
+            ],
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config))
+        self.kubeconfig.chmod(0o600)
+
+    def _start_controller_manager(self) -> None:
+        process = ManagedProcess(
+            "kube-controller-manager",
+            [
+                self.binary("kube-controller-manager"),
+                f"--kubeconfig={self.kubeconfig}",
+                f"--authentication-kubeconfig={self.kubeconfig}",
+                f"--authorization-kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--secure-port=0",
+                f"--service-account-private-key-file={self._sa_key}",
+                f"--root-ca-file={self.ca_path}",
+                "--use-service-account-credentials=false",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-route,-service,"
+                "-persistentvolume-binder,-attachdetach,-persistentvolume-expander,"
+                "-ephemeral-volume,-bootstrapsigner,-tokencleaner,-csrsigning,-csrapproving",
+                "--concurrent-deployment-syncs=10",
+                "--concurrent-replicaset-syncs=10",
+                "--v=1",
+            ],
+            self.workdir / "logs",
+        )
+        process.start()
+        self.processes["kube-controller-manager"] = process
+
+    def _start_scheduler(self) -> None:
+        config = self.workdir / "scheduler.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubescheduler.config.k8s.io/v1",
+                    "kind": "KubeSchedulerConfiguration",
+                    "clientConnection": {
+                        "kubeconfig": str(self.kubeconfig),
+                        "qps": 200,
+                        "burst": 400,
+                    },
+                    "leaderElection": {"leaderElect": False},
+                }
+            )
+        )
+        process = ManagedProcess(
+            "kube-scheduler",
+            [
+                self.binary("kube-scheduler"),
+                f"--config={config}",
+                "--secure-port=0",
+                "--v=1",
+            ],
+            self.workdir / "logs",
+        )
+        process.start()
+        self.processes["kube-scheduler"] = process
+
+    def _kwok_stages(self) -> Path:
+        stages = load_yaml_documents((self.bin_dir / "kwok-stages.yaml").read_text())
+        for stage in stages:
+            if stage["metadata"]["name"] == "pod-delete":
+                stage["spec"]["selector"]["matchExpressions"].append(
+                    {
+                        "key": f'.metadata.annotations["{CLAIMED_BY_PROCESS_KUBELET}"]',
+                        "operator": "DoesNotExist",
+                    }
+                )
+        path = self.workdir / "kwok-stages.yaml"
+        path.write_text(yaml.safe_dump_all(stages))
+        return path
+
+    def _start_kwok(self) -> None:
+        process = ManagedProcess(
+            "kwok",
+            [
+                self.binary("kwok"),
+                f"--config={self._kwok_stages()}",
+                f"--kubeconfig={self.kubeconfig}",
+                "--manage-all-nodes=false",
+                f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+                "--cidr=10.244.0.1/16",
+                "--node-ip=10.0.0.1",
+                f"--server-address=127.0.0.1:{free_port()}",
+            ],
+            self.workdir / "logs",
+        )
+        process.start()
+        self.processes["kwok"] = process
+
+    def _create_nodes(self) -> None:
+        for index in range(self.nodes):
+            name = f"kwok-node-{index}"
+            self.kubectl(
+                "apply",
+                "-f",
+                "-",
+                input_text=json.dumps(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Node",
+                        "metadata": {
+                            "name": name,
+                            "annotations": {
+                                FAKE_NODE_ANNOTATION: "fake",
+                                "node.alpha.kubernetes.io/ttl": "0",
+                            },
+                            "labels": {
+                                FAKE_NODE_LABEL: "kwok",
+                                "kubernetes.io/hostname": name,
+                                "kubernetes.io/os": "linux",
+                                "kubernetes.io/arch": "amd64",
+                                "topology.kubernetes.io/zone": f"zone-{index % 3}",
+                            },
+                        },
+                        "status": {
+                            "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                            "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110"},
+                        },
+                    }
+                ),
+            )
+        wait_until(self._nodes_ready, 60, f"{self.nodes} KWOK nodes to be Ready")
+        wait_until(
+            lambda: bool(
+                self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False)
+            ),
+            60,
+            "the default ServiceAccount",
+        )
+
+    def _nodes_ready(self) -> bool:
+        nodes = json.loads(self.kubectl("get", "nodes", "-o", "json"))["items"]
+        ready = [
+            n
+            for n in nodes
+            for c in n.get("status", {}).get("conditions", [])
+            if c["type"] == "Ready" and c["status"] == "True"
+        ]
+        return len(ready) >= self.nodes
+
+    # -- use -------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        """Environment for clients of this cluster: KUBECONFIG and the binaries on PATH."""
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+
+    def kubectl(self, *args: str, input_text: str | None = None, check: bool = True) -> str:
+        result = subprocess.run(
+            [self.binary("kubectl"), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise subprocess.CalledProcessError(
+                result.returncode, ["kubectl", *args], result.stdout, result.stderr
+            )
+        return result.stdout if result.returncode == 0 else ""
+
+    def service_account_token(self, namespace: str, name: str, seconds: int = 3600) -> str:
+        """A bound token for a ServiceAccount, to act as it (so RBAC applies)."""
+        return self.kubectl(
+            "create", "token", name, "-n", namespace, f"--duration={seconds}s"
+        ).strip()
+
+    def kubeconfig_for_token(self, token: str, path: Path) -> Path:
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        config["users"] = [{"name": "token", "user": {"token": token}}]
+        config["contexts"][0]["context"]["user"] = "token"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+    def memory_rss_bytes(self) -> dict[str, int]:
+        """Resident memory of each component, from /proc."""
+        sizes: dict[str, int] = {}
+        for name, process in self.processes.items():
+            if process.pid is None:
+                continue
+            try:
+                status = Path(f"/proc/{process.pid}/status").read_text()
+            except FileNotFoundError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    sizes[name] = int(line.split()[1]) * 1024
+        return sizes
+
+    # -- stop ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        for name in ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
+            process = self.processes.pop(name, None)
+            if process is not None:
+                process.stop(grace=10)
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
+def load_yaml_documents(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]

@@ -1,0 +1,416 @@
+"""The process kubelet: runs the containers of selected pods as local processes.
+
+KWOK gives pods a node and a Running status but runs nothing. For the pods this kubelet
+selects, it runs each container's command and args as a local process in the project's
+virtualenv, with the container's environment resolved the way the kubelet does (plain
+values, Secret and ConfigMap references, the downward API, ``$(VAR)`` expansion), and
+``emptyDir`` mount paths mapped to per-pod directories. A process whose container has a
+ServiceAccount gets a kubeconfig with that account's token, so RBAC applies to it as it
+would in a cluster.
+
+On pod deletion it does what the kubelet does: SIGTERM, wait the grace period, SIGKILL,
+and only then finishes the deletion, so a pod stays Terminating while its process drains.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lightkube import Client, KubeConfig
+from lightkube.core.exceptions import ApiError
+from lightkube.models.core_v1 import Container, EnvVar
+from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
+
+from stalk_devenv.controlplane import CLAIMED_BY_PROCESS_KUBELET, ControlPlane
+from stalk_devenv.process import ManagedProcess
+
+logger = logging.getLogger(__name__)
+
+_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+RESTART_BACKOFF_MAX_SECONDS = 10.0
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes ``$(VAR)`` expansion: defined names are replaced, ``$$`` escapes ``$``."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1)
+        return env.get(name, match.group(0))
+
+    return _VAR_REF.sub(replace, text)
+
+
+def map_paths(text: str, mounts: Mapping[str, Path]) -> str:
+    """Rewrite a value under a container mount path to the pod's local directory."""
+    for mount_path in sorted(mounts, key=len, reverse=True):
+        if text == mount_path or text.startswith(mount_path.rstrip("/") + "/"):
+            return str(mounts[mount_path]) + text[len(mount_path.rstrip("/")) :]
+    return text
+
+
+@dataclass
+class ContainerProcess:
+    container: str
+    process: ManagedProcess
+    restarts: int = 0
+    next_restart: float = 0.0
+
+
+@dataclass
+class RunningPod:
+    namespace: str
+    name: str
+    uid: str
+    grace_seconds: int
+    directory: Path
+    containers: list[ContainerProcess] = field(default_factory=list)
+    terminating: bool = False
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+
+
+class ProcessKubelet:
+    """Runs the pods matching ``labels`` (label name to value) as local processes."""
+
+    def __init__(
+        self,
+        cluster: ControlPlane,
+        workdir: Path,
+        *,
+        labels: Mapping[str, str],
+        namespace: str | None = None,
+        python_bin_dir: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.workdir = workdir
+        self.labels: dict[str, Any] = dict(labels)
+        self.namespace = namespace
+        self.python_bin_dir = python_bin_dir or Path(sys.executable).parent
+        self.extra_env = dict(extra_env or {})
+        self.client = Client(
+            KubeConfig.from_file(cluster.kubeconfig), field_manager="process-kubelet"
+        )
+        self.pods: dict[str, RunningPod] = {}
+        self.finished: list[RunningPod] = []
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> ProcessKubelet:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for target in (self._watch_pods, self._supervise):
+            thread = threading.Thread(target=target, daemon=True, name=f"kubelet-{target.__name__}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Stop every process (SIGTERM, grace, SIGKILL) without touching the pods."""
+        self._stopping.set()
+        with self._lock:
+            pods = list(self.pods.values())
+        threads = [threading.Thread(target=self._terminate_processes, args=(p,)) for p in pods]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    # -- watching -------------------------------------------------------------------
+
+    def _watch_pods(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                for event, pod in self.client.watch(
+                    Pod, namespace=self.namespace or "*", labels=self.labels
+                ):
+                    if self._stopping.is_set():
+                        return
+                    self._on_pod(event, pod)
+            except Exception as exc:
+                if self._stopping.is_set():
+                    return
+                logger.warning("pod watch failed, retrying: %s", exc)
+                time.sleep(0.5)
+
+    def _on_pod(self, event: str, pod: Pod) -> None:
+        meta = pod.metadata
+        assert meta is not None and meta.uid is not None
+        with self._lock:
+            running = self.pods.get(meta.uid)
+        if event == "DELETED" or meta.deletionTimestamp is not None:
+            if running is not None:
+                self._begin_termination(running, pod)
+            elif (meta.annotations or {}).get(CLAIMED_BY_PROCESS_KUBELET):
+                self._finish_deletion(meta.namespace or "", meta.name or "")
+            return
+        if pod.spec is None or not pod.spec.nodeName or running is not None:
+            return
+        if not (meta.annotations or {}).get(CLAIMED_BY_PROCESS_KUBELET):
+            self._claim(pod)
+        if pod.status is not None and pod.status.phase == "Running":
+            self._run(pod)
+
+    def _claim(self, pod: Pod) -> None:
+        assert pod.metadata is not None
+        try:
+            self.client.patch(
+                Pod,
+                pod.metadata.name or "",
+                namespace=pod.metadata.namespace,
+                obj={"metadata": {"annotations": {CLAIMED_BY_PROCESS_KUBELET: "true"}}},
+            )
+        except ApiError as exc:
+            logger.warning("cannot claim pod %s: %s", pod.metadata.name, exc)
+
+    # -- running --------------------------------------------------------------------
+
+    def _run(self, pod: Pod) -> None:
+        meta, spec = pod.metadata, pod.spec
+        assert meta is not None and spec is not None and meta.uid is not None
+        directory = self.workdir / f"{meta.namespace}_{meta.name}"
+        directory.mkdir(parents=True, exist_ok=True)
+        running = RunningPod(
+            namespace=meta.namespace or "",
+            name=meta.name or "",
+            uid=meta.uid,
+            grace_seconds=spec.terminationGracePeriodSeconds
+            if spec.terminationGracePeriodSeconds is not None
+            else 30,
+            directory=directory,
+        )
+        mounts = self._mounts(pod, directory)
+        try:
+            base_env = self._base_env(pod, directory)
+            for container in spec.containers:
+                env = {**base_env, **self._container_env(pod, container, mounts)}
+                argv = [
+                    expand(part, env)
+                    for part in [*(container.command or []), *(container.args or [])]
+                ]
+                if not argv:
+                    raise ValueError(
+                        f"container {container.name} has no command: the "
+                        "process kubelet cannot know an image's entrypoint"
+                    )
+                argv = [map_paths(part, mounts) for part in argv]
+                cwd = (
+                    Path(map_paths(container.workingDir, mounts))
+                    if container.workingDir
+                    else directory
+                )
+                process = ManagedProcess(container.name, argv, directory, env=env, cwd=cwd)
+                process.start()
+                running.containers.append(ContainerProcess(container.name, process))
+        except Exception as exc:
+            logger.error("cannot run pod %s/%s: %s", meta.namespace, meta.name, exc)
+            (directory / "kubelet-error.log").write_text(str(exc))
+            for started in running.containers:
+                started.process.kill()
+            return
+        with self._lock:
+            self.pods[meta.uid] = running
+        logger.info("running pod %s/%s", meta.namespace, meta.name)
+
+    def _mounts(self, pod: Pod, directory: Path) -> dict[str, Path]:
+        assert pod.spec is not None
+        empty_dirs = {v.name for v in pod.spec.volumes or [] if v.emptyDir is not None}
+        mounts: dict[str, Path] = {}
+        for container in pod.spec.containers:
+            for mount in container.volumeMounts or []:
+                if mount.name in empty_dirs:
+                    local = directory / "volumes" / mount.name
+                    local.mkdir(parents=True, exist_ok=True)
+                    mounts[mount.mountPath] = local
+        return mounts
+
+    def _base_env(self, pod: Pod, directory: Path) -> dict[str, str]:
+        assert pod.metadata is not None and pod.spec is not None
+        env = {
+            "PATH": f"{self.python_bin_dir}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(directory),
+            "HOSTNAME": pod.metadata.name or "",
+            "TMPDIR": str(directory),
+            "LANG": "C.UTF-8",
+            **self.extra_env,
+        }
+        account = pod.spec.serviceAccountName or "default"
+        if pod.spec.automountServiceAccountToken is not False:
+            token = self.cluster.service_account_token(pod.metadata.namespace or "default", account)
+            env["KUBECONFIG"] = str(
+                self.cluster.kubeconfig_for_token(token, directory / "serviceaccount.kubeconfig")
+            )
+        return env
+
+    def _container_env(
+        self, pod: Pod, container: Container, mounts: Mapping[str, Path]
+    ) -> dict[str, str]:
+        env: dict[str, str] = {}
+        namespace = pod.metadata.namespace if pod.metadata else "default"
+        for source in container.envFrom or []:
+            data: Mapping[str, str] = {}
+            if source.secretRef is not None:
+                data = self._secret_data(
+                    namespace or "",
+                    source.secretRef.name or "",
+                    optional=bool(source.secretRef.optional),
+                )
+            elif source.configMapRef is not None:
+                data = self._config_map_data(
+                    namespace or "",
+                    source.configMapRef.name or "",
+                    optional=bool(source.configMapRef.optional),
+                )
+            env.update({f"{source.prefix or ''}{k}": v for k, v in data.items()})
+        for var in container.env or []:
+            value = self._env_value(pod, var, env)
+            if value is not None:
+                env[var.name] = map_paths(value, mounts)
+        return env
+
+    def _env_value(self, pod: Pod, var: EnvVar, defined: Mapping[str, str]) -> str | None:
+        if var.valueFrom is None:
+            return expand(var.value or "", defined)
+        source = var.valueFrom
+        namespace = (pod.metadata.namespace if pod.metadata else None) or "default"
+        if source.fieldRef is not None:
+            return _field(pod, source.fieldRef.fieldPath)
+        if source.secretKeyRef is not None:
+            secret = source.secretKeyRef
+            return self._secret_data(
+                namespace, secret.name or "", optional=bool(secret.optional)
+            ).get(secret.key)
+        if source.configMapKeyRef is not None:
+            ref = source.configMapKeyRef
+            return self._config_map_data(
+                namespace, ref.name or "", optional=bool(ref.optional)
+            ).get(ref.key)
+        if source.resourceFieldRef is not None:
+            return "1"
+        return None
+
+    def _secret_data(self, namespace: str, name: str, *, optional: bool) -> dict[str, str]:
+        import base64
+
+        try:
+            secret = self.client.get(Secret, name, namespace=namespace)
+        except ApiError:
+            if optional:
+                return {}
+            raise
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+
+    def _config_map_data(self, namespace: str, name: str, *, optional: bool) -> dict[str, str]:
+        try:
+            return dict(self.client.get(ConfigMap, name, namespace=namespace).data or {})
+        except ApiError:
+            if optional:
+                return {}
+            raise
+
+    # -- supervision and termination ------------------------------------------------
+
+    def _supervise(self) -> None:
+        """Restart containers that exit while their pod lives (restartPolicy: Always)."""
+        while not self._stopping.wait(0.5):
+            with self._lock:
+                pods = [p for p in self.pods.values() if not p.terminating]
+            now = time.monotonic()
+            for pod in pods:
+                for container in pod.containers:
+                    if container.process.running() or now < container.next_restart:
+                        continue
+                    if container.next_restart == 0.0:
+                        backoff = min(RESTART_BACKOFF_MAX_SECONDS, 2.0**container.restarts)
+                        container.next_restart = now + backoff
+                        logger.warning(
+                            "%s/%s %s exited; restarting in %.0fs",
+                            pod.namespace,
+                            pod.name,
+                            container.container,
+                            backoff,
+                        )
+                        continue
+                    with self._lock:
+                        if pod.terminating:
+                            break
+                        container.restarts += 1
+                        container.next_restart = 0.0
+                        container.process.start()
+
+    def _begin_termination(self, running: RunningPod, pod: Pod) -> None:
+        with self._lock:
+            if running.terminating:
+                return
+            running.terminating = True
+        grace = running.grace_seconds
+        if pod.metadata is not None and pod.metadata.deletionGracePeriodSeconds is not None:
+            grace = pod.metadata.deletionGracePeriodSeconds
+        running.grace_seconds = grace
+        threading.Thread(target=self._terminate, args=(running,), daemon=True).start()
+
+    def _terminate(self, running: RunningPod) -> None:
+        self._terminate_processes(running)
+        self._finish_deletion(running.namespace, running.name)
+        with self._lock:
+            self.pods.pop(running.uid, None)
+            self.finished.append(running)
+
+    def _terminate_processes(self, running: RunningPod) -> None:
+        """SIGTERM every container, wait out the grace period together, SIGKILL the rest."""
+        deadline = time.monotonic() + running.grace_seconds
+        for container in running.containers:
+            container.process.send(signal.SIGTERM)
+        for container in running.containers:
+            remaining = max(0.0, deadline - time.monotonic())
+            running.exit_codes[container.container] = container.process.stop(grace=remaining)
+
+    def _finish_deletion(self, namespace: str, name: str) -> None:
+        try:
+            self.client.delete(Pod, name, namespace=namespace, grace_period=0)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                logger.warning("cannot finish deleting %s/%s: %s", namespace, name, exc)
+
+    # -- for tests ------------------------------------------------------------------
+
+    def running_pods(self) -> list[RunningPod]:
+        with self._lock:
+            return [p for p in self.pods.values() if not p.terminating]
+
+    def log_path(self, namespace: str, pod: str, container: str) -> Path:
+        return self.workdir / f"{namespace}_{pod}" / f"{container}.log"
+
+
+def _field(pod: Pod, path: str) -> str:
+    meta, spec, status = pod.metadata, pod.spec, pod.status
+    assert meta is not None
+    simple = {
+        "metadata.name": meta.name,
+        "metadata.namespace": meta.namespace,
+        "metadata.uid": meta.uid,
+        "spec.nodeName": spec.nodeName if spec else None,
+        "spec.serviceAccountName": spec.serviceAccountName if spec else None,
+        "status.podIP": status.podIP if status else None,
+        "status.hostIP": status.hostIP if status else None,
+    }
+    if path in simple:
+        return str(simple[path] or "")
+    match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if match:
+        values = meta.labels if match.group(1) == "labels" else meta.annotations
+        return str((values or {}).get(match.group(2), ""))
+    raise ValueError(f"unsupported fieldRef {path!r}")

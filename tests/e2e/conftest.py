@@ -1,0 +1,88 @@
+"""The e2e fixtures: a real Kubernetes API, a namespace per test, the process kubelet.
+
+By default a local control plane (stalk_devenv.controlplane) is started once per session.
+With ``STALK_E2E_CLUSTER=current`` the tests use the cluster ``KUBECONFIG`` points at
+(e.g. kind) instead; tests that need the process kubelet are skipped there, since real
+kubelets run the pods.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kube import Cluster, wait_for
+from stalk_devenv.controlplane import BinariesMissingError, ControlPlane, find_binaries
+from stalk_devenv.kubelet import ProcessKubelet
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if os.environ.get("STALK_E2E_CLUSTER") == "current":
+        kubeconfig = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
+        yield Cluster(kubeconfig, "kubectl", None)
+        return
+    try:
+        bin_dir = find_binaries()
+    except BinariesMissingError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"e2e cannot run in CI: {exc}")
+        pytest.skip(f"no Kubernetes control plane here: {exc}")
+    control_plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), bin_dir=bin_dir)
+    control_plane.start()
+    try:
+        yield Cluster(control_plane.kubeconfig, control_plane.binary("kubectl"), control_plane)
+    finally:
+        control_plane.stop()
+
+
+@pytest.fixture
+def local_cluster(cluster: Cluster) -> ControlPlane:
+    if cluster.control_plane is None:
+        pytest.skip("needs the local control plane (the process kubelet runs pods there)")
+    return cluster.control_plane
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", name)
+    wait_for(
+        lambda: (
+            cluster.kubectl(
+                "get", "serviceaccount", "default", namespace=name, check=False
+            ).returncode
+            == 0
+        ),
+        30,
+        f"the default ServiceAccount in {name}",
+    )
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def process_kubelet(
+    local_cluster: ControlPlane, tmp_path: Path
+) -> Iterator[Callable[..., ProcessKubelet]]:
+    started: list[ProcessKubelet] = []
+
+    def start(namespace: str, labels: dict[str, str], **kwargs: object) -> ProcessKubelet:
+        kubelet = ProcessKubelet(
+            local_cluster,
+            tmp_path / f"kubelet-{len(started)}",
+            labels=labels,
+            namespace=namespace,
+            **kwargs,
+        )  # type: ignore[arg-type]
+        started.append(kubelet.start())
+        return kubelet
+
+    yield start
+    for kubelet in started:
+        kubelet.stop()

@@ -1,0 +1,71 @@
+"""Test-side helpers for a Kubernetes cluster: kubectl, apply, wait with a clear message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stalk_devenv.controlplane import ControlPlane
+from stalk_devenv.process import wait_until
+
+
+class Cluster:
+    """What a test needs of a cluster: kubectl, and whether it is the local one."""
+
+    def __init__(
+        self, kubeconfig: Path, kubectl_binary: str, control_plane: ControlPlane | None
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.kubectl_binary = kubectl_binary
+        self.control_plane = control_plane
+
+    @property
+    def local(self) -> bool:
+        return self.control_plane is not None
+
+    def kubectl(
+        self,
+        *args: str,
+        input_text: str | None = None,
+        check: bool = True,
+        namespace: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [self.kubectl_binary, f"--kubeconfig={self.kubeconfig}"]
+        if namespace:
+            argv.append(f"--namespace={namespace}")
+        result = subprocess.run(
+            [*argv, *args], input=input_text, capture_output=True, text=True, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def get_json(self, *args: str, namespace: str | None = None) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json", namespace=namespace).stdout)
+
+    def apply(
+        self,
+        manifest: str | dict[str, Any] | list[Any],
+        namespace: str | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        text = (
+            manifest
+            if isinstance(manifest, str)
+            else json.dumps(
+                {"apiVersion": "v1", "kind": "List", "items": manifest}
+                if isinstance(manifest, list)
+                else manifest
+            )
+        )
+        return self.kubectl("apply", "-f", "-", input_text=text, namespace=namespace, check=check)
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.1
+) -> None:
+    """Wait until ``condition()`` is truthy; the failure names what was awaited."""
+    wait_until(lambda: bool(condition()), timeout, what, interval=interval)
