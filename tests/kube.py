@@ -69,3 +69,59 @@ def wait_for(
 ) -> None:
     """Wait until ``condition()`` is truthy; the failure names what was awaited."""
     wait_until(lambda: bool(condition()), timeout, what, interval=interval)
+
+
+class ReplicaWatch:
+    """Watches a Deployment's ``spec.replicas`` from a thread, noting when each value was
+    first seen. A watch costs nothing while it waits, unlike polling with kubectl, so it
+    does not slow down the operator it measures."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, name: str) -> None:
+        import threading
+
+        from lightkube import Client, KubeConfig
+
+        self._client = Client(KubeConfig.from_file(kubeconfig))
+        self.namespace, self.name = namespace, name
+        self.history: list[tuple[float, int]] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        import time
+
+        from lightkube.resources.apps_v1 import Deployment
+
+        try:
+            for _, obj in self._client.watch(
+                Deployment, namespace=self.namespace, fields={"metadata.name": self.name}
+            ):
+                replicas = obj.spec.replicas if obj.spec is not None else None
+                if replicas is None:
+                    continue
+                with self._changed:
+                    if not self.history or self.history[-1][1] != replicas:
+                        self.history.append((time.monotonic(), replicas))
+                        self._changed.notify_all()
+        except Exception:
+            return
+
+    def wait_for(self, replicas: int, timeout: float, after: float = 0.0) -> float:
+        """The monotonic time ``replicas`` was first seen after ``after``."""
+
+        def seen() -> float | None:
+            return next((t for t, r in self.history if r == replicas and t >= after), None)
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: seen() is not None, timeout):
+                raise TimeoutError(
+                    f"{self.namespace}/{self.name} did not reach {replicas} "
+                    f"replicas in {timeout}s; saw {self.history}"
+                )
+        found = seen()
+        assert found is not None
+        return found
+
+    @property
+    def values(self) -> list[int]:
+        return [r for _, r in self.history]

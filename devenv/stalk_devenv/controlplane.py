@@ -78,6 +78,9 @@ class ControlPlane:
     workdir: Path
     bin_dir: Path = field(default_factory=find_binaries)
     nodes: int = 3
+    crds: tuple[Path, ...] = ()
+    """CRDs installed before the controller-manager starts, so that its garbage collector
+    knows them from the start (it discovers new kinds only every 30 s)."""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     api_port: int = 0
 
@@ -109,6 +112,7 @@ class ControlPlane:
             self._start_etcd()
             self._start_apiserver()
             self._write_kubeconfig()
+            self._install_crds()
             self._start_controller_manager()
             self._start_scheduler()
             self._start_kwok()
@@ -232,6 +236,12 @@ class ControlPlane:
         }
         self.kubeconfig.write_text(yaml.safe_dump(config))
         self.kubeconfig.chmod(0o600)
+
+    def _install_crds(self) -> None:
+        for crd in self.crds:
+            self.kubectl("apply", "-f", str(crd))
+        if self.crds:
+            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
     def _start_controller_manager(self) -> None:
         process = ManagedProcess(

@@ -32,7 +32,9 @@ def wait_until(
         try:
             if condition():
                 return
-        except Exception as exc:
+        except StartupError:
+            raise
+        except Exception as exc:  # any other failure means "not yet"
             last_error = exc
         time.sleep(interval)
     detail = f" (last error: {last_error})" if last_error else ""

@@ -12,9 +12,11 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kube import Cluster, wait_for
+from operator_harness import CRDS, OperatorProcess, grant_operator, install_crds
 from stalk_devenv.controlplane import BinariesMissingError, ControlPlane, find_binaries
 from stalk_devenv.kubelet import ProcessKubelet
 
@@ -33,7 +35,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         if os.environ.get("CI"):
             pytest.fail(f"e2e cannot run in CI: {exc}")
         pytest.skip(f"no Kubernetes control plane here: {exc}")
-    control_plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), bin_dir=bin_dir)
+    control_plane = ControlPlane(
+        tmp_path_factory.mktemp("controlplane"), bin_dir=bin_dir, crds=tuple(CRDS)
+    )
     control_plane.start()
     try:
         yield Cluster(control_plane.kubeconfig, control_plane.binary("kubectl"), control_plane)
@@ -86,3 +90,52 @@ def process_kubelet(
     yield start
     for kubelet in started:
         kubelet.stop()
+
+
+@pytest.fixture(scope="session")
+def stalk_crds(cluster: Cluster) -> None:
+    install_crds(cluster)
+
+
+@pytest.fixture
+def stalk_operator(
+    local_cluster: ControlPlane,
+    cluster: Cluster,
+    stalk_crds: None,
+    namespace: str,
+    redis_db: Any,
+    redis_password: str,
+    tmp_path: Path,
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start the operator for this test's namespace, with the test Redis as default broker."""
+    grant_operator(cluster, namespace)
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "redis",
+        f"--from-literal=password={redis_password}",
+        namespace=namespace,
+    )
+    started: list[OperatorProcess] = []
+
+    def start(**env: str) -> OperatorProcess:
+        operator = OperatorProcess(
+            local_cluster,
+            cluster,
+            namespace,
+            tmp_path,
+            {
+                "STALK_DEFAULT_BROKER_URL": redis_db.url,
+                "STALK_DEFAULT_REDIS_PASSWORD": redis_password,
+                "STALK_DEFAULT_PASSWORD_SECRET": "redis:password",
+                **env,
+            },
+        )
+        started.append(operator.start())
+        return operator
+
+    yield start
+    for operator in started:
+        operator.stop()
+    cluster.kubectl("delete", "clusterrolebinding", f"stalk-operator-{namespace}", check=False)

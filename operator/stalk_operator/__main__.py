@@ -1,0 +1,32 @@
+"""``python -m stalk_operator``: run the operator with its settings from the environment."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import kopf
+
+from stalk_operator import handlers  # noqa: F401 - registers the handlers
+from stalk_operator.settings import OperatorSettings
+
+
+def main() -> int:
+    config = OperatorSettings.from_environ()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One line per API request is noise at INFO; failures still show.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    kopf.configure(verbose=config.debug, debug=config.debug)
+    kopf.run(
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz",
+        peering_name=None if config.standalone else config.peering,
+        standalone=config.standalone,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The operator's own configuration, from environment variables with defaults.
+
+Run ``python -m stalk_operator.settings`` for the reference table. Broker defaults here
+are what a TaskQueue without ``spec.broker`` uses: in the chart, its own Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stalk_config import SettingsError, env, from_env, markdown_table
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...] = env(
+        "STALK_NAMESPACES", (), "Namespaces to watch (comma-separated); empty means all."
+    )
+    default_broker_url: str = env(
+        "STALK_DEFAULT_BROKER_URL",
+        "redis://localhost:6379/0",
+        "Broker of TaskQueues that name none: `redis://...` or `sentinel://...;sentinel://...`.",
+    )
+    default_sentinel_master: str = env(
+        "STALK_DEFAULT_SENTINEL_MASTER", "mymaster", "Sentinel master name of the default broker."
+    )
+    default_redis_password: str | None = env(
+        "STALK_DEFAULT_REDIS_PASSWORD",
+        None,
+        "Password the operator uses for the default broker.",
+        secret=True,
+    )
+    default_sentinel_password: str | None = env(
+        "STALK_DEFAULT_SENTINEL_PASSWORD",
+        None,
+        "Password of the default broker's Sentinels, if they have one.",
+        secret=True,
+    )
+    default_password_secret: str = env(
+        "STALK_DEFAULT_PASSWORD_SECRET",
+        "",
+        "`name:key` of the Secret, in each TaskQueue's namespace, that worker pods read the "
+        "default broker's password from; empty for a broker without auth.",
+    )
+    default_worker_image: str = env(
+        "STALK_DEFAULT_WORKER_IMAGE",
+        "ghcr.io/stalk-dev/stalk-worker:0.1.0",
+        "Worker image of TaskQueues that name none.",
+    )
+    default_image_pull_policy: str = env(
+        "STALK_DEFAULT_IMAGE_PULL_POLICY", "IfNotPresent", "Pull policy of the default image."
+    )
+    status_interval_seconds: float = env(
+        "STALK_STATUS_INTERVAL_SECONDS",
+        5.0,
+        "Least time between two status writes of one TaskQueue when only counts changed; "
+        "scaling and condition changes are written at once.",
+    )
+    broker_timeout_seconds: float = env(
+        "STALK_BROKER_TIMEOUT_SECONDS", 2.0, "Socket timeout of one broker round trip."
+    )
+    stale_worker_seconds: float = env(
+        "STALK_STALE_WORKER_SECONDS",
+        10.0,
+        "A worker load record older than this is ignored (its worker is gone).",
+    )
+    metrics_port: int = env("STALK_METRICS_PORT", 8080, "Port of the Prometheus `/metrics`.")
+    health_port: int = env("STALK_HEALTH_PORT", 8081, "Port of kopf's liveness `/healthz`.")
+    peering: str = env(
+        "STALK_PEERING",
+        "stalk",
+        "kopf peering name: of several operator replicas only one acts. The "
+        "`ClusterKopfPeering` (or, watching namespaces, `KopfPeering`) of that name must "
+        "exist; the chart and manifests create it.",
+    )
+    standalone: bool = env(
+        "STALK_STANDALONE", False, "Run without peering (only when one replica can ever run)."
+    )
+
+    debug: bool = env("STALK_DEBUG", False, "Log kopf's own debug messages.")
+
+    def __post_init__(self) -> None:
+        if self.default_password_secret and ":" not in self.default_password_secret:
+            raise SettingsError("STALK_DEFAULT_PASSWORD_SECRET must be name:key")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
+        return from_env(cls, os.environ if environ is None else environ)
+
+    @property
+    def password_secret_ref(self) -> tuple[str, str] | None:
+        if not self.default_password_secret:
+            return None
+        name, key = self.default_password_secret.split(":", 1)
+        return name, key
+
+
+if __name__ == "__main__":
+    print(markdown_table(OperatorSettings))

@@ -1,0 +1,184 @@
+"""The worker Deployment of a TaskQueue, as a manifest. Pure: no I/O.
+
+``spec.replicas`` is deliberately absent: the reconciler applies this manifest with one
+field manager and the autoscaler owns ``spec.replicas`` with another, so a spec change
+never resets the replica count and the autoscaler never fights the reconciler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stalk_operator import API_GROUP, API_VERSION
+from stalk_operator.model import TaskQueue
+
+WORKER_CONTAINER = "worker"
+TASKQUEUE_LABEL = "stalk.dev/taskqueue"
+MANAGED_BY = "stalk-operator"
+HEARTBEAT_FILE = "/tmp/stalk-heartbeat"  # noqa: S108 - on the pod's own emptyDir
+SOFT_LIMIT_MARGIN_SECONDS = 30
+DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def selector_labels(taskqueue: TaskQueue) -> dict[str, str]:
+    return {TASKQUEUE_LABEL: taskqueue.name}
+
+
+def common_labels(taskqueue: TaskQueue) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "stalk-worker",
+        "app.kubernetes.io/instance": taskqueue.name,
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        **selector_labels(taskqueue),
+    }
+
+
+def owner_reference(taskqueue: TaskQueue) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "TaskQueue",
+        "name": taskqueue.name,
+        "uid": taskqueue.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def worker_command(taskqueue: TaskQueue) -> list[str]:
+    worker = taskqueue.worker
+    args = [
+        "celery",
+        "-A",
+        worker.app,
+        "worker",
+        "--queues",
+        ",".join(taskqueue.queues),
+        "--concurrency",
+        str(worker.concurrency),
+        "--pool",
+        worker.pool,
+        # The pod name is the Celery host name: how load records map to pods.
+        "--hostname",
+        "$(POD_NAME)",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        "INFO",
+    ]
+    if worker.max_tasks_per_child is not None:
+        args += ["--max-tasks-per-child", str(worker.max_tasks_per_child)]
+    return [*args, *worker.extra_args]
+
+
+def worker_env(taskqueue: TaskQueue) -> list[dict[str, Any]]:
+    broker, worker = taskqueue.broker, taskqueue.worker
+    limit = worker.task_time_limit_seconds
+    env: list[dict[str, Any]] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "STALK_POOL", "value": taskqueue.pool},
+        {"name": "STALK_BROKER_URL", "value": broker.url},
+        {
+            "name": "STALK_PRIORITY_STEPS",
+            "value": ",".join(str(s) for s in broker.layout.priority_steps),
+        },
+        {"name": "STALK_PREFETCH_MULTIPLIER", "value": str(worker.prefetch_multiplier)},
+        {"name": "STALK_TASK_TIME_LIMIT_SECONDS", "value": str(limit)},
+        {
+            "name": "STALK_TASK_SOFT_TIME_LIMIT_SECONDS",
+            "value": str(max(1, limit - SOFT_LIMIT_MARGIN_SECONDS)),
+        },
+        {"name": "STALK_VISIBILITY_TIMEOUT_SECONDS", "value": str(max(3600, 2 * limit))},
+        {"name": "STALK_HEARTBEAT_FILE", "value": HEARTBEAT_FILE},
+    ]
+    if broker.master_name and broker.url.startswith("sentinel://"):
+        env.append({"name": "STALK_SENTINEL_MASTER", "value": broker.master_name})
+    if broker.layout.global_keyprefix:
+        env.append({"name": "STALK_GLOBAL_KEYPREFIX", "value": broker.layout.global_keyprefix})
+    for name, ref in (
+        ("STALK_REDIS_PASSWORD", broker.password),
+        ("STALK_SENTINEL_PASSWORD", broker.sentinel_password),
+    ):
+        if ref is not None:
+            env.append(
+                {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+            )
+    # The user's variables come last: for duplicate names the last one wins.
+    return env + [dict(v) for v in worker.env]
+
+
+def build_deployment(taskqueue: TaskQueue) -> dict[str, Any]:
+    worker = taskqueue.worker
+    labels = common_labels(taskqueue)
+    container: dict[str, Any] = {
+        "name": WORKER_CONTAINER,
+        "image": worker.image,
+        "imagePullPolicy": worker.image_pull_policy,
+        "command": worker_command(taskqueue),
+        "env": worker_env(taskqueue),
+        "resources": dict(worker.resources) or DEFAULT_RESOURCES,
+        "livenessProbe": {
+            "exec": {"command": ["stalk-worker-alive"]},
+            "initialDelaySeconds": 20,
+            "periodSeconds": 15,
+            "timeoutSeconds": 5,
+            "failureThreshold": 4,
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if worker.env_from:
+        container["envFrom"] = [dict(s) for s in worker.env_from]
+    pod_spec: dict[str, Any] = {
+        **dict(worker.pod_template),
+        "terminationGracePeriodSeconds": worker.termination_grace_period_seconds,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+            **dict(worker.pod_template.get("securityContext") or {}),
+        },
+        "containers": [container, *worker.pod_template.get("containers", [])],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, *worker.pod_template.get("volumes", [])],
+    }
+    if worker.service_account_name:
+        pod_spec["serviceAccountName"] = worker.service_account_name
+    if worker.node_selector:
+        pod_spec["nodeSelector"] = dict(worker.node_selector)
+    if worker.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in worker.tolerations]
+    if worker.affinity:
+        pod_spec["affinity"] = dict(worker.affinity)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": taskqueue.deployment_name,
+            "namespace": taskqueue.namespace,
+            "labels": {**labels},
+            "ownerReferences": [owner_reference(taskqueue)],
+        },
+        "spec": {
+            "selector": {"matchLabels": selector_labels(taskqueue)},
+            "revisionHistoryLimit": 3,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
+            },
+            "template": {
+                "metadata": {
+                    "labels": {**dict(worker.pod_labels), **labels},
+                    "annotations": dict(worker.pod_annotations),
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
