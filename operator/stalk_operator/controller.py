@@ -189,7 +189,7 @@ class ScalingLoop:
         now: float,
     ) -> None:
         target = decision.replicas
-        if target < current and observation is not None:
+        if target < current and observation is not None and self.ctx.settings.pod_deletion_cost:
             await self.ctx.kube.mark_deletion_costs(
                 taskqueue.namespace, selector_labels(taskqueue), observation.workers
             )

@@ -79,6 +79,12 @@ class OperatorSettings:
         "STALK_STANDALONE", False, "Run without peering (only when one replica can ever run)."
     )
 
+    pod_deletion_cost: bool = env(
+        "STALK_POD_DELETION_COST",
+        True,
+        "Mark pods with `controller.kubernetes.io/pod-deletion-cost` before a scale-down so "
+        "idle workers go first. Turn off only to measure what it saves.",
+    )
     debug: bool = env("STALK_DEBUG", False, "Log kopf's own debug messages.")
 
     def __post_init__(self) -> None:
