@@ -5,7 +5,7 @@ VENV := .venv/bin
 DEVENV := PYTHONPATH=devenv
 K8S_BIN_DIR = $(shell bash hack/controlplane-binaries.sh --cached-only 2>/dev/null)
 
-.PHONY: setup test lint unit integration e2e demo cluster-up cluster-down cluster-status settings-table
+.PHONY: setup test lint unit integration e2e bench demo cluster-up cluster-down cluster-status settings-table
 
 setup:
 	@bash hack/setup.sh
@@ -27,6 +27,10 @@ integration: setup
 
 e2e: setup
 	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/pytest tests/e2e
+
+## bench: the benchmarks (reaction, breadth, grace); they print their figures.
+bench: setup
+	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/pytest -m bench -s -p no:randomly
 
 ## demo: the whole stack on a local control plane, autoscaling real workers.
 demo: setup

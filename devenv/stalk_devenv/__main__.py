@@ -27,7 +27,9 @@ def up(args: argparse.Namespace) -> int:
         )
         return 1
     started = time.monotonic()
-    cluster = ControlPlane(STATE_DIR / "cluster", bin_dir=find_binaries(), nodes=args.nodes)
+    cluster = ControlPlane(
+        STATE_DIR / "cluster", bin_dir=find_binaries(), nodes=args.nodes, detached=True
+    )
     cluster.start()
     pids = {name: process.pid for name, process in cluster.processes.items()}
     STATE_FILE.write_text(

@@ -78,6 +78,8 @@ class ControlPlane:
     workdir: Path
     bin_dir: Path = field(default_factory=find_binaries)
     nodes: int = 3
+    detached: bool = False
+    """Whether the processes may outlive this Python process (``stalk_devenv up``)."""
     crds: tuple[Path, ...] = ()
     """CRDs installed before the controller-manager starts, so that its garbage collector
     knows them from the start (it discovers new kinds only every 30 s)."""
@@ -165,6 +167,7 @@ class ControlPlane:
                 "--quota-backend-bytes=2147483648",
             ],
             self.workdir / "logs",
+            detached=self.detached,
         )
         process.start(ready=lambda: _http_ok(f"{self._etcd_url}/health"), timeout=30)
         self.processes["etcd"] = process
@@ -195,6 +198,7 @@ class ControlPlane:
                 "--v=1",
             ],
             self.workdir / "logs",
+            detached=self.detached,
         )
         process.start(ready=self._api_ready, timeout=90)
         self.processes["kube-apiserver"] = process
@@ -264,6 +268,7 @@ class ControlPlane:
                 "--v=1",
             ],
             self.workdir / "logs",
+            detached=self.detached,
         )
         process.start()
         self.processes["kube-controller-manager"] = process
@@ -293,6 +298,7 @@ class ControlPlane:
                 "--v=1",
             ],
             self.workdir / "logs",
+            detached=self.detached,
         )
         process.start()
         self.processes["kube-scheduler"] = process
@@ -325,6 +331,7 @@ class ControlPlane:
                 f"--server-address=127.0.0.1:{free_port()}",
             ],
             self.workdir / "logs",
+            detached=self.detached,
         )
         process.start()
         self.processes["kwok"] = process

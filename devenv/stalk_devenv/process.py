@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -47,8 +50,22 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when the parent dies (Linux), so a test
+    run that is killed outright leaves no cluster or worker behind."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class ManagedProcess:
-    """One child process with its output in a log file, in its own process group."""
+    """One child process with its output in a log file, in its own process group.
+
+    By default the child dies with its parent; ``detached=True`` lets it outlive it
+    (``python -m stalk_devenv up``).
+    """
 
     def __init__(
         self,
@@ -58,8 +75,10 @@ class ManagedProcess:
         *,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        detached: bool = False,
     ) -> None:
         self.name = name
+        self.detached = detached
         self.argv = list(argv)
         self.log_path = log_dir / f"{name}.log"
         self.env = dict(env) if env is not None else None
@@ -80,6 +99,7 @@ class ManagedProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                preexec_fn=None if self.detached or sys.platform != "linux" else _die_with_parent,
             )
         if ready is None:
             return

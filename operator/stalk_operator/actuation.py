@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
@@ -41,12 +41,33 @@ class Kubernetes:
     def __init__(self, client: AsyncClient) -> None:
         self.client = client
 
-    async def apply_deployment(self, manifest: Mapping[str, Any]) -> None:
+    async def apply_deployment(self, manifest: Mapping[str, Any], initial_replicas: int) -> None:
+        """Create the Deployment with ``initial_replicas``, or apply its template.
+
+        A plain create (not an apply) sets the first replica count, so that later template
+        applies, which omit ``spec.replicas``, never own or reset it, and a pool with
+        ``minReplicas: 0`` never starts a pod it does not need.
+        """
+        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        try:
+            await self.client.get(Deployment, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            body = {**manifest, "spec": {**manifest["spec"], "replicas": initial_replicas}}
+            try:
+                await self.client.create(
+                    cast(Deployment, Deployment.from_dict(body)), field_manager=REPLICAS_MANAGER
+                )
+                return
+            except ApiError as conflict:
+                if conflict.status.code != 409:
+                    raise
         await self.client.patch(
             Deployment,
-            manifest["metadata"]["name"],
+            name,
             obj=dict(manifest),
-            namespace=manifest["metadata"]["namespace"],
+            namespace=namespace,
             patch_type=PatchType.APPLY,
             field_manager=TEMPLATE_MANAGER,
             force=True,

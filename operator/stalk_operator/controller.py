@@ -176,7 +176,9 @@ class ScalingLoop:
             self.missing_since = now
         elif now - self.missing_since > RECREATE_MISSING_AFTER_SECONDS:
             logger.info("%s: worker Deployment missing; recreating it", taskqueue.pool)
-            await self.ctx.kube.apply_deployment(build_deployment(taskqueue))
+            await self.ctx.kube.apply_deployment(
+                build_deployment(taskqueue), initial_replicas=taskqueue.scaling.min_replicas
+            )
             self.missing_since = now
         return None
 
@@ -189,9 +191,13 @@ class ScalingLoop:
         now: float,
     ) -> None:
         target = decision.replicas
-        if target < current and observation is not None and self.ctx.settings.pod_deletion_cost:
+        poller = self._poller
+        subscription = poller.subscription(taskqueue.pool) if poller is not None else None
+        if target < current and self.ctx.settings.pod_deletion_cost and subscription:
+            assert poller is not None
+            workers = await poller.worker_loads(subscription)
             await self.ctx.kube.mark_deletion_costs(
-                taskqueue.namespace, selector_labels(taskqueue), observation.workers
+                taskqueue.namespace, selector_labels(taskqueue), workers
             )
         await self.ctx.kube.set_replicas(taskqueue.namespace, taskqueue.deployment_name, target)
         self.pending = (target, now)

@@ -25,6 +25,7 @@ from stalk_operator.controller import DeploymentState, LoopContext, ScalingLoop
 from stalk_operator.metrics import Metrics
 from stalk_operator.model import parse_taskqueue
 from stalk_operator.polling import BrokerPoller, PollerRegistry
+from stalk_operator.runtime import tune_garbage_collector
 from stalk_operator.settings import OperatorSettings
 from stalk_operator.workload import MANAGED_BY, build_deployment
 
@@ -49,6 +50,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.config = config
     memo.metrics = metrics
     memo.kube = Kubernetes(AsyncClient(field_manager="stalk-operator"))
+    tune_garbage_collector()
     memo.pollers = PollerRegistry(
         lambda endpoint: BrokerPoller(
             endpoint,
@@ -77,7 +79,9 @@ def worker_deployments(
 @kopf.on.update(API_GROUP, API_VERSION, TASKQUEUE_PLURAL, field="spec")
 async def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     taskqueue = parse_taskqueue(body, memo.config)
-    await memo.kube.apply_deployment(build_deployment(taskqueue))
+    await memo.kube.apply_deployment(
+        build_deployment(taskqueue), initial_replicas=taskqueue.scaling.min_replicas
+    )
 
 
 @kopf.daemon(API_GROUP, API_VERSION, TASKQUEUE_PLURAL, cancellation_timeout=10.0)

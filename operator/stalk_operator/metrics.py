@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from stalk_broker.depth import QueueDepth
@@ -74,6 +75,7 @@ class Metrics:
             _TQ,
             registry=registry,
         )
+        self._queue_length_children: dict[tuple[str, str, str, str], list[Any]] = {}
         self.reconcile_errors = Counter(
             "stalk_reconcile_errors",
             "Failures to reconcile or scale a TaskQueue.",
@@ -82,10 +84,18 @@ class Metrics:
         )
 
     def record_depths(self, pool: str, depths: Iterable[QueueDepth]) -> None:
+        # Called for every pool on every poll: keep the labelled children, since looking
+        # them up again costs more than the whole Redis round trip.
         namespace, name = pool.split("/", 1)
         for depth in depths:
             for step, length in depth.by_step.items():
-                self.queue_length.labels(namespace, name, depth.queue, str(step)).set(length)
+                key = (namespace, name, depth.queue, str(step))
+                known = self._queue_length_children.get(key)
+                if known is None:
+                    known = self._queue_length_children[key] = [self.queue_length.labels(*key), -1]
+                if known[1] != length:
+                    known[0].set(length)
+                    known[1] = length
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop a deleted TaskQueue's series so dashboards do not show it forever."""
@@ -99,6 +109,6 @@ class Metrics:
         ):
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, name)
-        for labels in list(self.queue_length._metrics):
-            if labels[:2] == (namespace, name):
-                self.queue_length.remove(*labels)
+        for labels in [k for k in self._queue_length_children if k[:2] == (namespace, name)]:
+            del self._queue_length_children[labels]
+            self.queue_length.remove(*labels)

@@ -1,10 +1,12 @@
-"""One poller per broker: every TaskQueue on it read in a single pipelined round trip.
+"""One poller per broker: every TaskQueue on it read in a single round trip.
 
-Each cycle queues, for every subscribed pool, one ``LLEN`` per priority list of each of
-its queues and one ``HGETALL`` of its workers' load records, and sends them together.
-1,000 TaskQueues cost one round trip, not 1,000. The result is a :class:`Snapshot` that
-the per-TaskQueue loops wait for; a failed round trip is a snapshot with an error, so
-every loop on the broker learns of it at once.
+Each cycle reads, for every subscribed pool, the length of each priority list of each of
+its queues and the in-flight work of its workers, in one read-only script call
+(:mod:`stalk_broker.pool_reader`): 1,000 TaskQueues cost one round trip and one small
+reply. Per-pod loads are read only when a scale-down needs them.
+
+The result is a :class:`Snapshot` the per-TaskQueue loops wait for; a failed round trip
+is a snapshot with an error, so every loop on the broker learns of it at once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +23,15 @@ from typing import Any
 import redis
 import redis.asyncio
 from stalk_broker import BrokerEndpoint, KeyLayout, WorkerLoad, connect_async, worker_state_key
-from stalk_broker.depth import QueueDepth, fold_queue_depths, queue_depth_commands
+from stalk_broker.depth import QueueDepth, fold_queue_depths
+from stalk_broker.pool_reader import (
+    POLL_SET_TTL_SECONDS,
+    READ_POOLS_SCRIPT,
+    PoolQuery,
+    poll_set,
+    script_arguments,
+    split_reply,
+)
 
 from stalk_operator.metrics import Metrics
 from stalk_operator.scaling import Load
@@ -39,12 +50,16 @@ class Subscription:
     layout: KeyLayout
     interval_seconds: float
 
+    @property
+    def query(self) -> PoolQuery:
+        return PoolQuery(self.pool, self.queues, self.layout)
+
 
 @dataclass(frozen=True)
 class PoolObservation:
     depths: tuple[QueueDepth, ...]
-    workers: Mapping[str, WorkerLoad]
-    """Fresh load records by pod name."""
+    in_flight: int
+    busy_workers: int
 
     @property
     def backlog(self) -> int:
@@ -52,11 +67,7 @@ class PoolObservation:
 
     @property
     def load(self) -> Load:
-        return Load(
-            backlog=self.backlog,
-            in_flight=sum(w.in_flight for w in self.workers.values()),
-            busy_workers=sum(1 for w in self.workers.values() if w.busy),
-        )
+        return Load(backlog=self.backlog, in_flight=self.in_flight, busy_workers=self.busy_workers)
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,13 @@ class BrokerPoller:
         self._stale_after = stale_after_seconds
         self._clock = clock
         self._client = client_factory(endpoint, socket_timeout=timeout_seconds)
+        self._read_pools = self._client.register_script(READ_POOLS_SCRIPT)
+        poller_id = uuid.uuid4().hex
+        self._poll_set_keys = [
+            f"stalk:pollset:{poller_id}:keys",
+            f"stalk:pollset:{poller_id}:counts",
+        ]
+        self._poll_set_for: list[PoolQuery] | None = None
         self._subscriptions: dict[str, Subscription] = {}
         self._latest = Snapshot(sequence=0, taken_at=0.0)
         self._changed = asyncio.Condition()
@@ -143,7 +161,7 @@ class BrokerPoller:
         sequence = self._latest.sequence + 1
         started = time.perf_counter()
         try:
-            replies = await self._round_trip(subscriptions)
+            readings = await self._round_trip(subscriptions)
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._metrics.broker_errors.labels(broker=self.label).inc()
             logger.warning("cannot read broker %s: %s", self.label, type(exc).__name__)
@@ -152,39 +170,57 @@ class BrokerPoller:
             self._metrics.poll_duration.labels(broker=self.label).observe(
                 time.perf_counter() - started
             )
+        pools = {}
+        for subscription, reading in zip(subscriptions, readings, strict=True):
+            depths = tuple(
+                fold_queue_depths(subscription.layout, subscription.queues, reading.lengths)
+            )
+            pools[subscription.pool] = PoolObservation(
+                depths, reading.in_flight, reading.busy_workers
+            )
+            self._metrics.record_depths(subscription.pool, depths)
+        return Snapshot(sequence, self._clock(), pools=pools)
+
+    async def _round_trip(self, subscriptions: list[Subscription]) -> list[Any]:
+        if not subscriptions:
+            return []
+        queries = [s.query for s in subscriptions]
+        if self._poll_set_for != queries:
+            await self._write_poll_set(queries)
+        args = script_arguments(self._clock(), self._stale_after)
+        reply = await self._read_pools(keys=self._poll_set_keys, args=args)
+        if reply is None:  # the poll set is gone (a broker restart): write it again
+            await self._write_poll_set(queries)
+            reply = await self._read_pools(keys=self._poll_set_keys, args=args)
+        return split_reply(queries, reply)
+
+    async def _write_poll_set(self, queries: list[PoolQuery]) -> None:
+        keys, counts = poll_set(queries)
+        list_key, counts_key = self._poll_set_keys
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(list_key, counts_key)
+        for start in range(0, len(keys), 1000):
+            pipe.rpush(list_key, *keys[start : start + 1000])
+        pipe.rpush(counts_key, *counts)
+        pipe.expire(list_key, POLL_SET_TTL_SECONDS)
+        pipe.expire(counts_key, POLL_SET_TTL_SECONDS)
+        await pipe.execute()
+        self._poll_set_for = queries
+
+    async def worker_loads(self, subscription: Subscription) -> dict[str, WorkerLoad]:
+        """Fresh load records of one pool by pod name, for choosing scale-down victims."""
+        key = worker_state_key(subscription.pool, subscription.layout.global_keyprefix)
+        records = await self._client.hgetall(key)
         now = self._clock()
-        pools = {
-            s.pool: self._observation(s, r, now)
-            for s, r in zip(subscriptions, replies, strict=True)
-        }
-        for subscription in subscriptions:
-            self._metrics.record_depths(subscription.pool, pools[subscription.pool].depths)
-        return Snapshot(sequence, now, pools=pools)
-
-    async def _round_trip(self, subscriptions: list[Subscription]) -> list[list[Any]]:
-        pipe = self._client.pipeline(transaction=False)
-        counts = []
-        for subscription in subscriptions:
-            counts.append(queue_depth_commands(pipe, subscription.layout, subscription.queues))
-            pipe.hgetall(worker_state_key(subscription.pool, subscription.layout.global_keyprefix))
-        flat = await pipe.execute()
-        replies, index = [], 0
-        for count in counts:
-            replies.append(flat[index : index + count + 1])
-            index += count + 1
-        return replies
-
-    def _observation(
-        self, subscription: Subscription, replies: list[Any], now: float
-    ) -> PoolObservation:
-        *lengths, records = replies
-        depths = fold_queue_depths(subscription.layout, subscription.queues, lengths)
-        workers = {}
-        for pod, raw in (records or {}).items():
+        loads = {}
+        for pod, raw in records.items():
             load = WorkerLoad.decode(raw)
             if load is not None and load.is_fresh(now, self._stale_after):
-                workers[pod.decode() if isinstance(pod, bytes) else str(pod)] = load
-        return PoolObservation(tuple(depths), workers)
+                loads[pod.decode() if isinstance(pod, bytes) else str(pod)] = load
+        return loads
+
+    def subscription(self, pool: str) -> Subscription | None:
+        return self._subscriptions.get(pool)
 
 
 def _describe(exc: BaseException) -> str:
