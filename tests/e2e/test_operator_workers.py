@@ -107,7 +107,8 @@ def test_scale_down_removes_idle_workers_only_and_busy_ones_hold_the_pool(
     *before_end, end = seen["history"]
     assert end == 0, "idle at last, the pool scales to zero"
     assert 4 in before_end, seen
-    assert min(before_end[before_end.index(4):]) >= 2, (
-        "while the long tasks ran, the two busy workers held the pool")
+    assert min(before_end[before_end.index(4) :]) >= 2, (
+        "while the long tasks ran, the two busy workers held the pool"
+    )
     long_hosts = {o["hostname"] for o in seen["outcomes"] if o["seconds"] == 12}
     assert len(long_hosts) == 2, "each long task ran to the end on the worker that took it"
