@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from stalk_devenv import demo
 from stalk_devenv.controlplane import ControlPlane, find_binaries
 
 STATE_DIR = Path(os.environ.get("STALK_DEVENV_DIR", ".stalk/devenv")).resolve()
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     start.set_defaults(run=up)
     commands.add_parser("down", help="stop it").set_defaults(run=down)
     commands.add_parser("status", help="show its processes").set_defaults(run=status)
+    commands.add_parser(
+        "demo", help="the whole stack autoscaling real workers under a burst of tasks"
+    ).set_defaults(run=lambda _: demo.main())
     args = parser.parse_args(argv)
     return int(args.run(args))
 

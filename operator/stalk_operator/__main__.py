@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 
 import kopf
@@ -23,6 +24,7 @@ def main() -> int:
         namespaces=list(config.namespaces),
         liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz",
         peering_name=None if config.standalone else config.peering,
+        priority=config.priority if config.priority is not None else secrets.randbelow(2**31),
         standalone=config.standalone,
     )
     return 0

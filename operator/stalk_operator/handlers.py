@@ -45,6 +45,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.error_backoffs = [1, 2, 5, 10]
+    settings.peering.lifetime = config.peering_lifetime_seconds
     metrics = Metrics()
     start_http_server(config.metrics_port)
     memo.config = config

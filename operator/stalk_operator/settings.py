@@ -75,6 +75,18 @@ class OperatorSettings:
         "`ClusterKopfPeering` (or, watching namespaces, `KopfPeering`) of that name must "
         "exist; the chart and manifests create it.",
     )
+    priority: int | None = env(
+        "STALK_PRIORITY",
+        None,
+        "kopf peering priority; unset picks a random one per process, since operators "
+        "with equal priorities all pause.",
+    )
+    peering_lifetime_seconds: int = env(
+        "STALK_PEERING_LIFETIME_SECONDS",
+        20,
+        "How long a silent peer counts as alive: a standby takes over this long after the "
+        "active operator dies.",
+    )
     standalone: bool = env(
         "STALK_STANDALONE", False, "Run without peering (only when one replica can ever run)."
     )

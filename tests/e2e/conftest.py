@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from kube import Cluster, wait_for
-from operator_harness import CRDS, OperatorProcess, grant_operator, install_crds
+from operator_harness import CRDS, OperatorProcess, grant_operator
 from stalk_devenv.controlplane import BinariesMissingError, ControlPlane, find_binaries
 from stalk_devenv.kubelet import ProcessKubelet
 
@@ -94,7 +94,12 @@ def process_kubelet(
 
 @pytest.fixture(scope="session")
 def stalk_crds(cluster: Cluster) -> None:
-    install_crds(cluster)
+    """The CRDs: the local control plane has them from the start; a live cluster gets them."""
+    for crd in CRDS:
+        cluster.kubectl("apply", "-f", str(crd))
+    cluster.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/taskqueues.stalk.dev"
+    )
 
 
 @pytest.fixture
@@ -108,7 +113,7 @@ def stalk_operator(
     tmp_path: Path,
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Start the operator for this test's namespace, with the test Redis as default broker."""
-    grant_operator(cluster, namespace)
+    grant_operator(local_cluster, namespace)
     cluster.kubectl(
         "create",
         "secret",
@@ -122,7 +127,6 @@ def stalk_operator(
     def start(**env: str) -> OperatorProcess:
         operator = OperatorProcess(
             local_cluster,
-            cluster,
             namespace,
             tmp_path,
             {
@@ -131,6 +135,7 @@ def stalk_operator(
                 "STALK_DEFAULT_PASSWORD_SECRET": "redis:password",
                 **env,
             },
+            name=f"operator-{len(started) + 1}" if started else "operator",
         )
         started.append(operator.start())
         return operator

@@ -103,7 +103,7 @@ def _grace_in(namespace, cluster, request, redis_db, redis_password, deletion_co
 
     control_plane = cluster.control_plane
     tmp = Path(request.config._tmp_path_factory.mktemp(namespace))
-    grant_operator(cluster, namespace)
+    grant_operator(control_plane, namespace)
     cluster.kubectl(
         "create",
         "secret",
@@ -117,7 +117,6 @@ def _grace_in(namespace, cluster, request, redis_db, redis_password, deletion_co
     def start_operator(**env):
         operator = OperatorProcess(
             control_plane,
-            cluster,
             namespace,
             tmp,
             {

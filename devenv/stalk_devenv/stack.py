@@ -1,0 +1,104 @@
+"""Stalk on the local control plane: its CRDs, RBAC, and the operator as a process.
+
+The operator runs with a token of its own ServiceAccount, bound to the shipped
+ClusterRole, so the RBAC in ``manifests/`` is what it really gets.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.request
+from pathlib import Path
+
+from stalk_devenv.controlplane import REPO_ROOT, ControlPlane
+from stalk_devenv.process import ManagedProcess, free_port
+
+CRDS = (
+    REPO_ROOT / "manifests" / "crd" / "stalk.dev_taskqueues.yaml",
+    REPO_ROOT / "manifests" / "crd" / "kopf.dev_peerings.yaml",
+)
+RBAC = REPO_ROOT / "manifests" / "operator" / "rbac.yaml"
+WORKER_LABELS = {"app.kubernetes.io/managed-by": "stalk-operator"}
+
+
+def grant_operator(control_plane: ControlPlane, namespace: str) -> None:
+    """The operator's ServiceAccount in ``namespace``, bound to the shipped ClusterRole."""
+    control_plane.kubectl("apply", "-f", str(RBAC), f"--namespace={namespace}")
+    control_plane.kubectl(
+        "create",
+        "clusterrolebinding",
+        f"stalk-operator-{namespace}",
+        "--clusterrole=stalk-operator",
+        f"--serviceaccount={namespace}:stalk-operator",
+    )
+
+
+class OperatorProcess:
+    """``python -m stalk_operator`` as a local process, as its ServiceAccount."""
+
+    def __init__(
+        self,
+        control_plane: ControlPlane,
+        namespace: str,
+        workdir: Path,
+        env: dict[str, str],
+        name: str = "operator",
+    ) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.workdir = workdir
+        self.metrics_port = free_port()
+        self.health_port = free_port()
+        token = control_plane.service_account_token(namespace, "stalk-operator", 7200)
+        kubeconfig = control_plane.kubeconfig_for_token(token, workdir / f"{name}.kubeconfig")
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "STALK_NAMESPACES": namespace,
+            "STALK_METRICS_PORT": str(self.metrics_port),
+            "STALK_HEALTH_PORT": str(self.health_port),
+            "STALK_DEFAULT_WORKER_IMAGE": "stalk-worker:dev",
+            "STALK_STANDALONE": "true",
+            **env,
+        }
+        self.generation = 0
+        self.process: ManagedProcess | None = None
+
+    def start(self) -> OperatorProcess:
+        self.generation += 1
+        self.process = ManagedProcess(
+            f"{self.name}-{self.generation}",
+            [sys.executable, "-m", "stalk_operator"],
+            self.workdir,
+            env=self.env,
+        )
+        self.process.start(ready=self.healthy, timeout=60)
+        return self
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=1
+            ) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+        ) as reply:
+            return str(reply.read().decode())
+
+    def log(self) -> str:
+        assert self.process is not None
+        return self.process.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(grace=10)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
