@@ -64,6 +64,9 @@ class RedisServer:
             "",
             "--appendonly",
             "no",
+            # Sync replicas at once rather than after Redis' default 5 s pause.
+            "--repl-diskless-sync-delay",
+            "0",
             "--protected-mode",
             "no",
             "--daemonize",
@@ -74,7 +77,15 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
         if self.replica_of is not None:
-            args += ["--replicaof", self.replica_of.host, str(self.replica_of.port)]
+            # Announce the address this replica listens on: the master otherwise reports
+            # the source address of the replication link, where nothing listens.
+            args += [
+                "--replicaof",
+                self.replica_of.host,
+                str(self.replica_of.port),
+                "--replica-announce-ip",
+                self.host,
+            ]
         return args
 
     def client(self) -> redis.Redis:
@@ -149,6 +160,7 @@ class SentinelGroup:
             f"bind {host}",
             "daemonize no",
             f'dir "{directory}"',
+            f"sentinel announce-ip {host}",
             f"sentinel monitor {self.master_name} {master.host} {master.port} 2",
             f"sentinel down-after-milliseconds {self.master_name} 1000",
             f"sentinel failover-timeout {self.master_name} 3000",
@@ -178,7 +190,10 @@ class SentinelGroup:
                 return False
             if int(info["num-slaves"]) < self.replicas:
                 return False
-        return True
+        return all(
+            server.client().info("replication").get("master_link_status") == "up"
+            for server in self.servers[1:]
+        )
 
     def master_address(self) -> tuple[str, int]:
         address = self.sentinel_client().sentinel_get_master_addr_by_name(self.master_name)

@@ -138,9 +138,15 @@ class BrokerPoller:
         return True
 
     async def run(self) -> None:
+        """Poll until cancelled. Nothing may end this loop: every TaskQueue on the broker
+        waits for its snapshots, so an unexpected failure becomes an error snapshot."""
         while True:
             started = time.monotonic()
-            snapshot = await self.poll_once()
+            try:
+                snapshot = await self.poll_once()
+            except Exception as exc:
+                logger.exception("poll of %s failed unexpectedly", self.label)
+                snapshot = Snapshot(self._latest.sequence + 1, self._clock(), error=_describe(exc))
             async with self._changed:
                 self._latest = snapshot
                 self._changed.notify_all()

@@ -114,7 +114,7 @@ def test_taskqueue_owns_a_deployment_that_follows_its_spec(cluster, namespace, s
 def test_burst_at_every_priority_is_counted_and_scaled_within_2s(
     cluster, namespace, stalk_operator, redis_db, redis_password
 ):
-    stalk_operator()
+    operator = stalk_operator()
     cluster.apply(
         taskqueue(
             "reports",
@@ -149,6 +149,15 @@ def test_burst_at_every_priority_is_counted_and_scaled_within_2s(
     assert status["desiredReplicas"] == 15
     assert condition(status, "BrokerReachable")["status"] == "True"
     assert condition(status, "Scaling")["status"] == "True"
+    metrics = operator.metrics()
+    labels = f'namespace="{namespace}",taskqueue="reports"'
+    assert f"stalk_taskqueue_backlog{{{labels}}} 30.0" in metrics
+    # The exposition format sorts labels by name.
+    assert (
+        f'stalk_queue_length{{namespace="{namespace}",priority="9",queue="reports",'
+        'taskqueue="reports"} 3.0'
+    ) in metrics
+    assert f'stalk_scale_events_total{{direction="up",{labels}}} 1.0' in metrics
     events = cluster.kubectl(
         "get",
         "events",

@@ -167,3 +167,55 @@ def test_operator_killed_mid_scale_converges_without_flapping(
         "after a restart nothing scales down before a whole stabilization window"
     )
     assert watch.values == [1, 6, 10, 1], f"no flapping: {watch.values}"
+
+
+def test_reads_through_sentinel_and_survives_a_failover(
+    cluster, namespace, stalk_operator, redis_password, tmp_path
+):
+    from stalk_devenv.redis import SentinelGroup
+
+    group = SentinelGroup(tmp_path / "sentinel", password=redis_password).start()
+    try:
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "ha-redis",
+            f"--from-literal=password={redis_password}",
+            namespace=namespace,
+        )
+        stalk_operator()
+        cluster.apply(
+            taskqueue(
+                "ha",
+                ["ha"],
+                broker={
+                    "url": group.broker_url,
+                    "masterName": group.master_name,
+                    "passwordSecretRef": {"name": "ha-redis", "key": "password"},
+                },
+            ),
+            namespace=namespace,
+        )
+        group.master().client().rpush("ha", *["m"] * 7)
+        wait_for(
+            lambda: status(cluster, namespace, "ha").get("backlog") == 7,
+            20,
+            "the backlog read through Sentinel",
+        )
+        old_master = group.master()
+        old_master.kill()
+        wait_for(
+            lambda: group.master_address() != (old_master.host, old_master.port),
+            30,
+            "Sentinel to promote a replica",
+        )
+        group.master().client().rpush("ha", *["m"] * 5)
+        wait_for(
+            lambda: status(cluster, namespace, "ha").get("backlog") == 12,
+            30,
+            "the operator to follow the new master (7 replicated + 5 new)",
+        )
+        assert condition(cluster, namespace, "ha", "BrokerReachable")["status"] == "True"
+    finally:
+        group.stop()
