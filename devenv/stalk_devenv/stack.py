@@ -60,6 +60,7 @@ class OperatorProcess:
             "STALK_HEALTH_PORT": str(self.health_port),
             "STALK_DEFAULT_WORKER_IMAGE": "stalk-worker:dev",
             "STALK_STANDALONE": "true",
+            "PYTHONUNBUFFERED": "1",  # tests read the log as it is written
             **env,
         }
         self.generation = 0

@@ -14,11 +14,11 @@ from stalk_operator.settings import OperatorSettings
 
 def main() -> int:
     config = OperatorSettings.from_environ()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # kopf's own log set-up for the whole process: one handler, one format.
+    kopf.configure(verbose=config.debug, debug=config.debug)
     # One line per API request is noise at INFO; failures still show.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    kopf.configure(verbose=config.debug, debug=config.debug)
     kopf.run(
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),
