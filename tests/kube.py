@@ -43,6 +43,24 @@ class Cluster:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
 
+    def create_secret(self, namespace: str, name: str, **data: str) -> None:
+        self.kubectl(
+            "create",
+            "secret",
+            "generic",
+            name,
+            *(f"--from-literal={k}={v}" for k, v in data.items()),
+            namespace=namespace,
+        )
+
+    def taskqueue_status(self, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self.get_json("taskqueue", name, namespace=namespace).get("status", {}))
+
+    def taskqueue_condition(self, namespace: str, name: str, kind: str) -> dict[str, Any]:
+        """One condition of a TaskQueue's status; empty when it is not there yet."""
+        conditions = self.taskqueue_status(namespace, name).get("conditions", [])
+        return next((c for c in conditions if c["type"] == kind), {})
+
     def get_json(self, *args: str, namespace: str | None = None) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json", namespace=namespace).stdout)
 

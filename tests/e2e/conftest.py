@@ -114,14 +114,7 @@ def stalk_operator(
 ) -> Iterator[Callable[..., OperatorProcess]]:
     """Start the operator for this test's namespace, with the test Redis as default broker."""
     grant_operator(local_cluster, namespace)
-    cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "redis",
-        f"--from-literal=password={redis_password}",
-        namespace=namespace,
-    )
+    cluster.create_secret(namespace, "redis", password=redis_password)
     started: list[OperatorProcess] = []
 
     def start(**env: str) -> OperatorProcess:

@@ -104,14 +104,7 @@ def _grace_in(namespace, cluster, request, redis_db, redis_password, deletion_co
     control_plane = cluster.control_plane
     tmp = Path(request.config._tmp_path_factory.mktemp(namespace))
     grant_operator(control_plane, namespace)
-    cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "redis",
-        f"--from-literal=password={redis_password}",
-        namespace=namespace,
-    )
+    cluster.create_secret(namespace, "redis", password=redis_password)
     operators, kubelets = [], []
 
     def start_operator(**env):

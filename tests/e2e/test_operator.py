@@ -23,14 +23,6 @@ def deployment(cluster, namespace, name):
     return json.loads(result.stdout)
 
 
-def tq_status(cluster, namespace, name):
-    return cluster.get_json("taskqueue", name, namespace=namespace).get("status", {})
-
-
-def condition(status, kind):
-    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
-
-
 def test_taskqueue_owns_a_deployment_that_follows_its_spec(cluster, namespace, stalk_operator):
     stalk_operator()
     cluster.apply(
@@ -140,15 +132,17 @@ def test_burst_at_every_priority_is_counted_and_scaled_within_2s(
     assert reaction <= 2.0
     assert redis_db.client().llen("reports") == 9, "most of the burst sits in priority lists"
     wait_for(
-        lambda: tq_status(cluster, namespace, "reports").get("backlog") == 30,
+        lambda: cluster.taskqueue_status(namespace, "reports").get("backlog") == 30,
         10,
         "status.backlog to count every priority list",
     )
-    status = tq_status(cluster, namespace, "reports")
+    status = cluster.taskqueue_status(namespace, "reports")
     assert status["backlogByQueue"] == {"reports": 30}
     assert status["desiredReplicas"] == 15
-    assert condition(status, "BrokerReachable")["status"] == "True"
-    assert condition(status, "Scaling")["status"] == "True"
+    assert (
+        next(c for c in status["conditions"] if c["type"] == "BrokerReachable")["status"] == "True"
+    )
+    assert next(c for c in status["conditions"] if c["type"] == "Scaling")["status"] == "True"
     metrics = operator.metrics()
     labels = f'namespace="{namespace}",taskqueue="reports"'
     assert f"stalk_taskqueue_backlog{{{labels}}} 30.0" in metrics

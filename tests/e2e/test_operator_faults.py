@@ -13,16 +13,6 @@ from workers import client_app
 pytestmark = pytest.mark.e2e
 
 
-def status(cluster, namespace, name):
-    return cluster.get_json("taskqueue", name, namespace=namespace).get("status", {})
-
-
-def condition(cluster, namespace, name, kind):
-    return next(
-        (c for c in status(cluster, namespace, name).get("conditions", []) if c["type"] == kind), {}
-    )
-
-
 def events(cluster, namespace, reason):
     items = cluster.get_json("events", "--field-selector", f"reason={reason}", namespace=namespace)[
         "items"
@@ -35,14 +25,7 @@ def test_broker_loss_holds_falls_back_and_recovers_without_restart(
 ):
     own = RedisServer(tmp_path / "own-redis", password="own-secret").start()
     try:
-        cluster.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "own-redis",
-            "--from-literal=password=own-secret",
-            namespace=namespace,
-        )
+        cluster.create_secret(namespace, "own-redis", password="own-secret")
         operator = stalk_operator()
         cluster.apply(
             taskqueue(
@@ -65,23 +48,25 @@ def test_broker_loss_holds_falls_back_and_recovers_without_restart(
         watch.wait_for(1, 15)
         wait_for(
             lambda: (
-                condition(cluster, namespace, "billing", "BrokerReachable").get("status") == "True"
+                cluster.taskqueue_condition(namespace, "billing", "BrokerReachable").get("status")
+                == "True"
             ),
             15,
             "BrokerReachable=True",
         )
-        assert "own-secret" not in json.dumps(status(cluster, namespace, "billing"))
+        assert "own-secret" not in json.dumps(cluster.taskqueue_status(namespace, "billing"))
 
         own.stop()
         wait_for(
             lambda: (
-                condition(cluster, namespace, "billing", "BrokerReachable").get("status") == "False"
+                cluster.taskqueue_condition(namespace, "billing", "BrokerReachable").get("status")
+                == "False"
             ),
             20,
             "BrokerReachable=False",
         )
         watch.wait_for(3, 15)  # fallbackReplicas while the broker cannot be read
-        assert condition(cluster, namespace, "billing", "Scaling")["reason"] == "Fallback"
+        assert cluster.taskqueue_condition(namespace, "billing", "Scaling")["reason"] == "Fallback"
         wait_for(
             lambda: events(cluster, namespace, "BrokerUnreachable"), 15, "a BrokerUnreachable Event"
         )
@@ -90,7 +75,8 @@ def test_broker_loss_holds_falls_back_and_recovers_without_restart(
         own.start()  # same port: the broker comes back
         wait_for(
             lambda: (
-                condition(cluster, namespace, "billing", "BrokerReachable").get("status") == "True"
+                cluster.taskqueue_condition(namespace, "billing", "BrokerReachable").get("status")
+                == "True"
             ),
             30,
             "BrokerReachable=True again",
@@ -119,13 +105,16 @@ def test_missing_password_secret_is_reported_not_fatal(cluster, namespace, stalk
     )
     wait_for(
         lambda: (
-            condition(cluster, namespace, "orphan", "BrokerReachable").get("reason")
+            cluster.taskqueue_condition(namespace, "orphan", "BrokerReachable").get("reason")
             == "SecretUnavailable"
         ),
         20,
         "the missing Secret reported in status",
     )
-    assert "does-not-exist" in condition(cluster, namespace, "orphan", "BrokerReachable")["message"]
+    assert (
+        "does-not-exist"
+        in cluster.taskqueue_condition(namespace, "orphan", "BrokerReachable")["message"]
+    )
     assert operator.process.running()
 
 
@@ -176,14 +165,7 @@ def test_reads_through_sentinel_and_survives_a_failover(
 
     group = SentinelGroup(tmp_path / "sentinel", password=redis_password).start()
     try:
-        cluster.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "ha-redis",
-            f"--from-literal=password={redis_password}",
-            namespace=namespace,
-        )
+        cluster.create_secret(namespace, "ha-redis", password=redis_password)
         stalk_operator()
         cluster.apply(
             taskqueue(
@@ -199,7 +181,7 @@ def test_reads_through_sentinel_and_survives_a_failover(
         )
         group.master().client().rpush("ha", *["m"] * 7)
         wait_for(
-            lambda: status(cluster, namespace, "ha").get("backlog") == 7,
+            lambda: cluster.taskqueue_status(namespace, "ha").get("backlog") == 7,
             20,
             "the backlog read through Sentinel",
         )
@@ -212,10 +194,10 @@ def test_reads_through_sentinel_and_survives_a_failover(
         )
         group.master().client().rpush("ha", *["m"] * 5)
         wait_for(
-            lambda: status(cluster, namespace, "ha").get("backlog") == 12,
+            lambda: cluster.taskqueue_status(namespace, "ha").get("backlog") == 12,
             30,
             "the operator to follow the new master (7 replicated + 5 new)",
         )
-        assert condition(cluster, namespace, "ha", "BrokerReachable")["status"] == "True"
+        assert cluster.taskqueue_condition(namespace, "ha", "BrokerReachable")["status"] == "True"
     finally:
         group.stop()

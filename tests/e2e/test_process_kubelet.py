@@ -71,14 +71,7 @@ def live_pods(cluster, namespace):
 def test_workers_run_tasks_and_drain_on_scale_down(
     cluster, namespace, process_kubelet, redis_db, redis_password
 ):
-    cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "redis",
-        f"--from-literal=password={redis_password}",
-        namespace=namespace,
-    )
+    cluster.create_secret(namespace, "redis", password=redis_password)
     kubelet = process_kubelet(namespace, LABELS)
     cluster.apply(worker_deployment(2, redis_db.url), namespace=namespace)
     wait_for(lambda: len(kubelet.running_pods()) == 2, 60, "2 worker processes")
@@ -123,14 +116,7 @@ def test_workers_run_tasks_and_drain_on_scale_down(
 def test_sigkill_after_the_grace_period(
     cluster, namespace, process_kubelet, redis_db, redis_password
 ):
-    cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "redis",
-        f"--from-literal=password={redis_password}",
-        namespace=namespace,
-    )
+    cluster.create_secret(namespace, "redis", password=redis_password)
     kubelet = process_kubelet(namespace, LABELS)
     cluster.apply(worker_deployment(1, redis_db.url, grace_seconds=2), namespace=namespace)
     wait_for(lambda: len(kubelet.running_pods()) == 1, 60, "1 worker process")
