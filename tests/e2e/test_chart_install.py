@@ -1,0 +1,126 @@
+"""helm install of the chart into the real control plane: the operator it deploys runs as
+a real process under the chart's own RBAC, and the TaskQueue from values gets workers."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from kube import wait_for
+from stalk_devenv.controlplane import REPO_ROOT
+from stalk_devenv.process import free_port
+from workers import client_app
+
+pytestmark = pytest.mark.e2e
+
+CHART = REPO_ROOT / "charts" / "stalk"
+
+
+def helm(local_cluster, *args: str) -> str:
+    result = subprocess.run(
+        [local_cluster.binary("helm"), f"--kubeconfig={local_cluster.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_install_upgrade_uninstall(
+    local_cluster, cluster, stalk_crds, namespace, process_kubelet, redis_db, redis_password
+):
+    cluster.create_secret(namespace, "redis", password=redis_password)
+    operator_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "operator"})
+    process_kubelet(namespace, {"app.kubernetes.io/managed-by": "stalk-operator"})
+    values = [
+        "--set",
+        f"broker.url={redis_db.url}",
+        "--set",
+        "broker.existingSecret=redis",
+        "--set",
+        "operator.clusterWide=false",
+        # The operator runs as a local process here: give it free ports.
+        "--set",
+        "operator.extraEnv[0].name=STALK_METRICS_PORT",
+        "--set-string",
+        f"operator.extraEnv[0].value={free_port()}",
+        "--set",
+        "operator.extraEnv[1].name=STALK_HEALTH_PORT",
+        "--set-string",
+        f"operator.extraEnv[1].value={free_port()}",
+        "--set",
+        "taskQueues[0].name=jobs",
+        "--set",
+        "taskQueues[0].queues={jobs}",
+        "--set",
+        "taskQueues[0].scaling.minReplicas=1",
+    ]
+    out = helm(
+        local_cluster,
+        "install",
+        "stalk",
+        str(CHART),
+        f"--namespace={namespace}",
+        "--wait",
+        "--timeout=60s",
+        *values,
+    )
+    assert "Add a pool of workers" in out, "NOTES.txt is shown"
+    assert "Before `helm uninstall`, delete the TaskQueues" in out
+    wait_for(lambda: operator_kubelet.running_pods(), 30, "the operator pod running as a process")
+    wait_for(
+        lambda: (
+            cluster.kubectl(
+                "get", "deployment", "jobs", namespace=namespace, check=False
+            ).returncode
+            == 0
+        ),
+        60,
+        "the operator (under the chart's RBAC) to create the worker Deployment",
+    )
+    env = {"STALK_BROKER_URL": redis_db.url, "STALK_REDIS_PASSWORD": redis_password}
+    with client_app(env) as app:
+        result = app.send_task("stalk_worker.tasks.canvas.add", args=(2, 3), queue="jobs")
+        assert result.get(timeout=60) == 5, "a worker of the chart's TaskQueue ran the task"
+
+    operator_before = cluster.get_json("deployment", "stalk-operator", namespace=namespace)
+    helm(
+        local_cluster,
+        "upgrade",
+        "stalk",
+        str(CHART),
+        f"--namespace={namespace}",
+        *values,
+        "--set",
+        "taskQueues[0].scaling.maxReplicas=3",
+    )
+    operator_after = cluster.get_json("deployment", "stalk-operator", namespace=namespace)
+    assert operator_after["metadata"]["generation"] == operator_before["metadata"]["generation"], (
+        "only what changed rolls"
+    )
+    spec = cluster.get_json("tq", "jobs", namespace=namespace)["spec"]
+    assert spec["scaling"]["maxReplicas"] == 3
+
+    # As NOTES.txt says: TaskQueues go first, while the operator can still release them
+    # (kopf keeps a finalizer on each for its scaling daemon).
+    cluster.kubectl(
+        "delete",
+        "tq",
+        "-l",
+        "app.kubernetes.io/instance=stalk",
+        "--wait",
+        "--timeout=60s",
+        namespace=namespace,
+    )
+    helm(local_cluster, "uninstall", "stalk", f"--namespace={namespace}", "--wait", "--timeout=60s")
+
+    def leftovers() -> list[str]:
+        names = cluster.kubectl(
+            "get", "all,tq,sa,role,rolebinding,kopfpeering", "-o", "name", namespace=namespace
+        ).stdout.split()
+        return [name for name in names if "stalk" in name or "jobs" in name]
+
+    wait_for(lambda: not leftovers(), 60, "every object of the release to be gone")
+    assert cluster.kubectl("get", "crd", "taskqueues.stalk.dev").returncode == 0, (
+        "Helm keeps CRDs on uninstall, as it documents"
+    )
