@@ -102,6 +102,8 @@ class ReplicaWatch:
         self._client = Client(KubeConfig.from_file(kubeconfig))
         self.namespace, self.name = namespace, name
         self.history: list[tuple[float, int]] = []
+        self.wall_history: list[tuple[float, int]] = []
+        """The same changes with wall-clock times, to compare with task timestamps."""
         self._changed = threading.Condition()
         threading.Thread(target=self._watch, daemon=True).start()
 
@@ -120,6 +122,7 @@ class ReplicaWatch:
                 with self._changed:
                     if not self.history or self.history[-1][1] != replicas:
                         self.history.append((time.monotonic(), replicas))
+                        self.wall_history.append((time.time(), replicas))
                         self._changed.notify_all()
         except Exception:
             return

@@ -38,8 +38,8 @@ SERVICE_CIDR = "10.96.0.0/16"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 FAKE_NODE_LABEL = "type"
 CLAIMED_BY_PROCESS_KUBELET = "devenv.stalk.dev/process-kubelet"
-"""Annotation on pods whose containers run as local processes: KWOK leaves their deletion
-to the process kubelet, which finishes it once the process has exited, as a kubelet does."""
+"""Annotation on pods whose containers run as local processes: KWOK leaves their completion
+and deletion to the process kubelet, which acts when the process exits, as a kubelet does."""
 
 
 class BinariesMissingError(RuntimeError):
@@ -306,7 +306,9 @@ class ControlPlane:
     def _kwok_stages(self) -> Path:
         stages = load_yaml_documents((self.bin_dir / "kwok-stages.yaml").read_text())
         for stage in stages:
-            if stage["metadata"]["name"] == "pod-delete":
+            # Claimed pods are the process kubelet's: it ends them when their process
+            # exits (pod-complete) and finishes their deletion (pod-delete).
+            if stage["metadata"]["name"] in ("pod-delete", "pod-complete"):
                 stage["spec"]["selector"]["matchExpressions"].append(
                     {
                         "key": f'.metadata.annotations["{CLAIMED_BY_PROCESS_KUBELET}"]',

@@ -75,9 +75,16 @@ class RunningPod:
     uid: str
     grace_seconds: int
     directory: Path
+    restart_policy: str = "Always"
     containers: list[ContainerProcess] = field(default_factory=list)
     terminating: bool = False
     exit_codes: dict[str, int | None] = field(default_factory=dict)
+
+    def restarts(self, exit_code: int | None) -> bool:
+        """Whether an exited container is started again (the pod's restartPolicy)."""
+        if self.restart_policy == "Always":
+            return True
+        return self.restart_policy == "OnFailure" and exit_code != 0
 
 
 class ProcessKubelet:
@@ -157,10 +164,13 @@ class ProcessKubelet:
             elif (meta.annotations or {}).get(CLAIMED_BY_PROCESS_KUBELET):
                 self._finish_deletion(meta.namespace or "", meta.name or "")
             return
-        if pod.spec is None or not pod.spec.nodeName or running is not None:
+        if pod.spec is None or running is not None:
             return
+        # Claim at creation, before the pod is scheduled: KWOK acts the moment it is.
         if not (meta.annotations or {}).get(CLAIMED_BY_PROCESS_KUBELET):
             self._claim(pod)
+        if not pod.spec.nodeName:
+            return
         if pod.status is not None and pod.status.phase == "Running":
             self._run(pod)
 
@@ -191,6 +201,7 @@ class ProcessKubelet:
             if spec.terminationGracePeriodSeconds is not None
             else 30,
             directory=directory,
+            restart_policy=spec.restartPolicy or "Always",
         )
         mounts = self._mounts(pod, directory)
         try:
@@ -324,14 +335,27 @@ class ProcessKubelet:
     # -- supervision and termination ------------------------------------------------
 
     def _supervise(self) -> None:
-        """Restart containers that exit while their pod lives (restartPolicy: Always)."""
+        """Restart containers that exit while their pod lives, as its restartPolicy says;
+        a pod whose containers have all exited for good ends Succeeded or Failed."""
         while not self._stopping.wait(0.5):
             with self._lock:
                 pods = [p for p in self.pods.values() if not p.terminating]
             now = time.monotonic()
             for pod in pods:
+                exited = {
+                    c.container: c.process.returncode
+                    for c in pod.containers
+                    if not c.process.running()
+                }
+                if len(exited) == len(pod.containers) and not any(
+                    pod.restarts(code) for code in exited.values()
+                ):
+                    self._complete(pod, exited)
+                    continue
                 for container in pod.containers:
                     if container.process.running() or now < container.next_restart:
+                        continue
+                    if not pod.restarts(container.process.returncode):
                         continue
                     if container.next_restart == 0.0:
                         backoff = min(RESTART_BACKOFF_MAX_SECONDS, 2.0**container.restarts)
@@ -350,6 +374,45 @@ class ProcessKubelet:
                         container.restarts += 1
                         container.next_restart = 0.0
                         container.process.start()
+
+    def _complete(self, pod: RunningPod, exit_codes: dict[str, int | None]) -> None:
+        """Report a run-to-completion pod's end in its status, as the kubelet does."""
+        with self._lock:
+            pod.terminating = True
+            pod.exit_codes.update(exit_codes)
+            self.pods.pop(pod.uid, None)
+            self.finished.append(pod)
+        succeeded = all(code == 0 for code in exit_codes.values())
+        statuses = [
+            {
+                "name": name,
+                "ready": False,
+                "restartCount": 0,
+                "image": "",
+                "imageID": "",
+                "state": {
+                    "terminated": {
+                        "exitCode": code if code is not None and code >= 0 else 137,
+                        "reason": "Completed" if code == 0 else "Error",
+                    }
+                },
+            }
+            for name, code in exit_codes.items()
+        ]
+        try:
+            self.client.patch(
+                Pod.Status,
+                pod.name,
+                namespace=pod.namespace,
+                obj={
+                    "status": {
+                        "phase": "Succeeded" if succeeded else "Failed",
+                        "containerStatuses": statuses,
+                    }
+                },
+            )
+        except ApiError as exc:
+            logger.warning("cannot report the end of %s/%s: %s", pod.namespace, pod.name, exc)
 
     def _begin_termination(self, running: RunningPod, pod: Pod) -> None:
         with self._lock:

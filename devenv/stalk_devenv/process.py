@@ -117,6 +117,10 @@ class ManagedProcess:
             self.stop(grace=1)
             raise StartupError(f"{exc}\n{self.log_tail()}") from None
 
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process is not None else None
+
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

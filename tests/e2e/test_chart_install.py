@@ -66,7 +66,7 @@ def test_install_upgrade_uninstall(
         *values,
     )
     assert "Add a pool of workers" in out, "NOTES.txt is shown"
-    assert "Before `helm uninstall`, delete the TaskQueues" in out
+    assert "pre-delete hook" in out
     wait_for(lambda: operator_kubelet.running_pods(), 30, "the operator pod running as a process")
     wait_for(
         lambda: (
@@ -101,17 +101,8 @@ def test_install_upgrade_uninstall(
     spec = cluster.get_json("tq", "jobs", namespace=namespace)["spec"]
     assert spec["scaling"]["maxReplicas"] == 3
 
-    # As NOTES.txt says: TaskQueues go first, while the operator can still release them
-    # (kopf keeps a finalizer on each for its scaling daemon).
-    cluster.kubectl(
-        "delete",
-        "tq",
-        "-l",
-        "app.kubernetes.io/instance=stalk",
-        "--wait",
-        "--timeout=60s",
-        namespace=namespace,
-    )
+    # The pre-delete hook deletes the release's TaskQueues while the operator still runs.
+    hook_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "cleanup"})
     helm(local_cluster, "uninstall", "stalk", f"--namespace={namespace}", "--wait", "--timeout=60s")
 
     def leftovers() -> list[str]:
@@ -120,6 +111,9 @@ def test_install_upgrade_uninstall(
         ).stdout.split()
         return [name for name in names if "stalk" in name or "jobs" in name]
 
+    assert [p.exit_codes for p in hook_kubelet.finished] == [{"cleanup": 0}], (
+        "the cleanup hook ran as a real process and succeeded"
+    )
     wait_for(lambda: not leftovers(), 60, "every object of the release to be gone")
     assert cluster.kubectl("get", "crd", "taskqueues.stalk.dev").returncode == 0, (
         "Helm keeps CRDs on uninstall, as it documents"

@@ -84,6 +84,7 @@ def grace_scenario(
     killed = [p for p in kubelet.finished if p.exit_codes.get("worker") not in (0, None)]
     return {
         "history": watch.values,
+        "wall_history": watch.wall_history,
         "outcomes": outcomes,
         "killed_pods": len(killed),
         "unfinished_tasks": outcomes.count(None),
@@ -104,11 +105,13 @@ def test_scale_down_removes_idle_workers_only_and_busy_ones_hold_the_pool(
     )
     assert seen["unfinished_tasks"] == 0, seen
     assert seen["killed_pods"] == 0, seen
-    *before_end, end = seen["history"]
-    assert end == 0, "idle at last, the pool scales to zero"
-    assert 4 in before_end, seen
-    assert min(before_end[before_end.index(4) :]) >= 2, (
-        "while the long tasks ran, the two busy workers held the pool"
+    assert seen["history"][-1] == 0, "idle at last, the pool scales to zero"
+    first_long_done = min(o["finished"] for o in seen["outcomes"] if o["seconds"] == 12)
+    reached_four = next(t for t, replicas in seen["wall_history"] if replicas == 4)
+    while_both_ran = [r for t, r in seen["wall_history"] if reached_four <= t < first_long_done]
+    assert while_both_ran, seen
+    assert min(while_both_ran) >= 2, (
+        "until a long task finished, the two busy workers held the pool"
     )
     long_hosts = {o["hostname"] for o in seen["outcomes"] if o["seconds"] == 12}
     assert len(long_hosts) == 2, "each long task ran to the end on the worker that took it"

@@ -101,7 +101,7 @@ def test_rbac_matches_the_manifests(helm):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_rendered_pods_are_secure_and_complete(helm, variant):
     docs = render(helm, *VARIANTS[variant])
-    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet")]
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
     assert workloads
     for workload in workloads:
         pod = workload["spec"]["template"]["spec"]
