@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from celery import Celery
-from stalk_devenv.process import ManagedProcess, wait_until
+from kube import wait_for
+from stalk_devenv.process import ManagedProcess
 
 
 class Worker:
@@ -107,8 +106,4 @@ def client_app(env: Mapping[str, str]) -> Iterator[Celery]:
         runtime.settings.cache_clear()
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> None:
-    wait_until(condition, timeout, what, interval=0.1)
-
-
-__all__ = ["Worker", "WorkerFactory", "client_app", "signal", "wait_for"]
+__all__ = ["Worker", "WorkerFactory", "client_app", "wait_for"]

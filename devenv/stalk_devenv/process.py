@@ -44,12 +44,6 @@ def wait_until(
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}{detail}")
 
 
-def port_open(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
-
-
 def _die_with_parent() -> None:
     """In the child, before exec: get SIGKILL when the parent dies (Linux), so a test
     run that is killed outright leaves no cluster or worker behind."""
