@@ -303,21 +303,15 @@ class ScalingLoop:
         now: float,
         urgent: bool,
     ) -> None:
-        previous = self.ctx.status().get("conditions") or []
-        statuses = {c.type: c.status for c in found}
-        transition = (
-            any(
-                c.get("status") != statuses.get(c.get("type"))
-                for c in previous
-                if c.get("type") in statuses
-            )
-            or len(previous) == 0
-        )
-        unchanged = {k: v for k, v in status.items()} == {
-            k: v for k, v in self.last_status.items() if k in status
-        }
+        # Our own last write is the truth (we alone write status); the object's status,
+        # which lags it by a watch event, only after a restart.
+        previous = self.last_status.get("conditions") or self.ctx.status().get("conditions") or []
+        before = {c.get("type"): c.get("status") for c in previous}
+        transition = any(before.get(c.type) != c.status for c in found)
+        changed = any(self.last_status.get(key) != value for key, value in status.items())
         due = now - self.last_status_at >= self.ctx.settings.status_interval_seconds
-        if not (urgent or transition or (due and not unchanged)):
+        # Scaling and condition changes are written at once; counts at most every interval.
+        if not (urgent or transition or (due and changed)):
             return
         status["conditions"] = conditions.merge_conditions(
             previous, found, taskqueue.generation, now
