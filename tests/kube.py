@@ -98,7 +98,9 @@ class ReplicaWatch:
         import threading
 
         from lightkube import Client, KubeConfig
+        from stalk_devenv.models import prepare_decoders
 
+        prepare_decoders()  # before the watch thread: see stalk_devenv.models
         self._client = Client(KubeConfig.from_file(kubeconfig))
         self.namespace, self.name = namespace, name
         self.history: list[tuple[float, int]] = []

@@ -305,10 +305,13 @@ class ControlPlane:
 
     def _kwok_stages(self) -> Path:
         stages = load_yaml_documents((self.bin_dir / "kwok-stages.yaml").read_text())
+        # Only a real process completes a pod here: KWOK would mark a Job's pod Succeeded
+        # the moment it runs, before the process kubelet could even claim it.
+        stages = [s for s in stages if s["metadata"]["name"] != "pod-complete"]
         for stage in stages:
-            # Claimed pods are the process kubelet's: it ends them when their process
-            # exits (pod-complete) and finishes their deletion (pod-delete).
-            if stage["metadata"]["name"] in ("pod-delete", "pod-complete"):
+            # Claimed pods are the process kubelet's to finish deleting once their
+            # process has exited.
+            if stage["metadata"]["name"] == "pod-delete":
                 stage["spec"]["selector"]["matchExpressions"].append(
                     {
                         "key": f'.metadata.annotations["{CLAIMED_BY_PROCESS_KUBELET}"]',

@@ -32,6 +32,7 @@ from lightkube.models.core_v1 import Container, EnvVar
 from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
 
 from stalk_devenv.controlplane import CLAIMED_BY_PROCESS_KUBELET, ControlPlane
+from stalk_devenv.models import prepare_decoders
 from stalk_devenv.process import ManagedProcess
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class ProcessKubelet:
         self.namespace = namespace
         self.python_bin_dir = python_bin_dir or Path(sys.executable).parent
         self.extra_env = dict(extra_env or {})
+        prepare_decoders()  # before the watch thread: see stalk_devenv.models
         self.client = Client(
             KubeConfig.from_file(cluster.kubeconfig), field_manager="process-kubelet"
         )

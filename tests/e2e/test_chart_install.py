@@ -3,7 +3,10 @@ a real process under the chart's own RBAC, and the TaskQueue from values gets wo
 
 from __future__ import annotations
 
+import base64
 import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
 from kube import wait_for
@@ -26,12 +29,41 @@ def helm(local_cluster, *args: str) -> str:
     return result.stdout
 
 
+def http_status(url: str, auth: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=2) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def check_flower(cluster, namespace, kubelet, port):
+    """Flower runs with basic auth on, from a Secret the chart generated."""
+    wait_for(lambda: kubelet.running_pods(), 30, "the Flower pod running as a process")
+    wait_for(
+        lambda: http_status(f"http://127.0.0.1:{port}/healthcheck") == 200,
+        60,
+        "Flower to answer its health check",
+    )
+    assert http_status(f"http://127.0.0.1:{port}/") == 401, "Flower must require auth"
+    secret = cluster.get_json("secret", "stalk-flower-auth", namespace=namespace)
+    auth = base64.b64decode(secret["data"]["auth"]).decode()
+    assert auth.startswith("admin:") and len(auth) > 20
+    assert http_status(f"http://127.0.0.1:{port}/", auth) == 200
+    assert http_status(f"http://127.0.0.1:{port}/", "admin:wrong") == 401
+
+
 def test_install_upgrade_uninstall(
     local_cluster, cluster, stalk_crds, namespace, process_kubelet, redis_db, redis_password
 ):
     cluster.create_secret(namespace, "redis", password=redis_password)
     operator_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "operator"})
     process_kubelet(namespace, {"app.kubernetes.io/managed-by": "stalk-operator"})
+    flower_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "flower"})
+    flower_port = free_port()
     values = [
         "--set",
         f"broker.url={redis_db.url}",
@@ -54,6 +86,8 @@ def test_install_upgrade_uninstall(
         "taskQueues[0].queues={jobs}",
         "--set",
         "taskQueues[0].scaling.minReplicas=1",
+        "--set",
+        f"flower.port={flower_port}",
     ]
     out = helm(
         local_cluster,
@@ -78,6 +112,7 @@ def test_install_upgrade_uninstall(
         60,
         "the operator (under the chart's RBAC) to create the worker Deployment",
     )
+    check_flower(cluster, namespace, flower_kubelet, flower_port)
     env = {"STALK_BROKER_URL": redis_db.url, "STALK_REDIS_PASSWORD": redis_password}
     with client_app(env) as app:
         result = app.send_task("stalk_worker.tasks.canvas.add", args=(2, 3), queue="jobs")
