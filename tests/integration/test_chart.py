@@ -150,3 +150,41 @@ def test_values_schema_refuses_bad_values(helm, values, message):
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def _flower(docs: list[dict]) -> dict | None:
+    return next(
+        (
+            d
+            for d in docs
+            if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-flower")
+        ),
+        None,
+    )
+
+
+def test_flower_toggles(helm):
+    assert _flower(render(helm, "--set", "flower.enabled=false")) is None
+    docs = render(helm)
+    env = {e["name"]: e for e in _flower(docs)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {
+        "name": "stalk-flower-auth",
+        "key": "auth",
+    }, "basic auth is on by default"
+    assert any(d["kind"] == "Secret" and d["metadata"]["name"] == "stalk-flower-auth" for d in docs)
+    open_flower = render(helm, "--set", "flower.basicAuth.enabled=false")
+    env = _flower(open_flower)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "FLOWER_BASIC_AUTH" not in {e["name"] for e in env}
+    assert not any(d["kind"] == "Secret" for d in open_flower)
+    own = render(helm, "--set", "flower.basicAuth.existingSecret=my-flower")
+    env = {e["name"]: e for e in _flower(own)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]["name"] == "my-flower"
+    assert not any(d["kind"] == "Secret" for d in own), "no Secret generated beside yours"
+    [ingress] = [
+        d
+        for d in render(
+            helm, "--set", "flower.ingress.enabled=true", "--set", "flower.ingress.host=flower.test"
+        )
+        if d["kind"] == "Ingress"
+    ]
+    assert ingress["spec"]["rules"][0]["host"] == "flower.test"
