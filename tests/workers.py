@@ -10,6 +10,7 @@ from pathlib import Path
 from celery import Celery
 from kube import wait_for
 from stalk_devenv.process import ManagedProcess
+from stalk_devenv.redis import RedisServer
 
 
 class Worker:
@@ -84,6 +85,11 @@ class WorkerFactory:
             worker.process.stop(grace=10)
 
 
+def client_env(server: RedisServer) -> dict[str, str]:
+    """The STALK_* environment of a client of a test Redis server."""
+    return {"STALK_BROKER_URL": server.url, "STALK_REDIS_PASSWORD": server.password or ""}
+
+
 @contextmanager
 def client_app(env: Mapping[str, str]) -> Iterator[Celery]:
     """A Celery app configured like the workers, for sending tasks and reading results."""
@@ -106,4 +112,4 @@ def client_app(env: Mapping[str, str]) -> Iterator[Celery]:
         runtime.settings.cache_clear()
 
 
-__all__ = ["Worker", "WorkerFactory", "client_app", "wait_for"]
+__all__ = ["Worker", "WorkerFactory", "client_app", "client_env", "wait_for"]

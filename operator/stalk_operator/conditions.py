@@ -48,11 +48,7 @@ def scaling_condition(reason: Reason, desired: int, recommended: int | None) -> 
     return Condition(SCALING, status, reason.value, detail)
 
 
-def ready_condition(deployment_found: bool, desired: int, ready: int) -> Condition:
-    if not deployment_found:
-        return Condition(
-            READY, "False", "DeploymentMissing", "The worker Deployment is not there yet"
-        )
+def ready_condition(desired: int, ready: int) -> Condition:
     if ready >= desired:
         return Condition(READY, "True", "ReplicasReady", f"{ready}/{desired} replicas ready")
     return Condition(READY, "False", "ReplicasNotReady", f"{ready}/{desired} replicas ready")

@@ -273,7 +273,7 @@ class ScalingLoop:
                 backlogByQueue={d.queue: d.total for d in observation.depths},
             )
         found = [
-            conditions.ready_condition(True, decision.replicas, deployment.ready),
+            conditions.ready_condition(decision.replicas, deployment.ready),
             conditions.broker_condition(error, broker),
             conditions.scaling_condition(decision.reason, decision.replicas, decision.recommended),
         ]

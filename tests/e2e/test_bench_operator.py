@@ -13,7 +13,7 @@ import pytest
 from kube import ReplicaWatch, wait_for
 from operator_harness import taskqueue
 from test_operator_workers import grace_scenario
-from workers import client_app
+from workers import client_app, client_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bench]
 
@@ -38,7 +38,7 @@ def test_reaction_time(cluster, namespace, stalk_operator, redis_db, redis_passw
     )
     watch = ReplicaWatch(cluster.kubeconfig, namespace, "burst")
     watch.wait_for(1, 15)
-    env = {"STALK_BROKER_URL": redis_db.url, "STALK_REDIS_PASSWORD": redis_password}
+    env = client_env(redis_db)
     reactions = []
     with client_app(env) as app:
         for _ in range(TRIALS):

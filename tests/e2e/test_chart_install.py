@@ -12,7 +12,7 @@ import pytest
 from kube import wait_for
 from stalk_devenv.controlplane import REPO_ROOT
 from stalk_devenv.process import free_port
-from workers import client_app
+from workers import client_app, client_env
 
 pytestmark = pytest.mark.e2e
 
@@ -113,7 +113,7 @@ def test_install_upgrade_uninstall(
         "the operator (under the chart's RBAC) to create the worker Deployment",
     )
     check_flower(cluster, namespace, flower_kubelet, flower_port)
-    env = {"STALK_BROKER_URL": redis_db.url, "STALK_REDIS_PASSWORD": redis_password}
+    env = client_env(redis_db)
     with client_app(env) as app:
         result = app.send_task("stalk_worker.tasks.canvas.add", args=(2, 3), queue="jobs")
         assert result.get(timeout=60) == 5, "a worker of the chart's TaskQueue ran the task"

@@ -7,7 +7,7 @@ import time
 import pytest
 from kube import ReplicaWatch, wait_for
 from operator_harness import taskqueue
-from workers import client_app
+from workers import client_app, client_env
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +118,7 @@ def test_burst_at_every_priority_is_counted_and_scaled_within_2s(
     )
     watch = ReplicaWatch(cluster.kubeconfig, namespace, "reports")
     watch.wait_for(1, 15)  # the pool at its minimum
-    env = {"STALK_BROKER_URL": redis_db.url, "STALK_REDIS_PASSWORD": redis_password}
+    env = client_env(redis_db)
     with client_app(env) as app:
         for i in range(30):
             app.send_task(

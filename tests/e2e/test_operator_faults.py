@@ -8,7 +8,7 @@ import pytest
 from kube import ReplicaWatch, wait_for
 from operator_harness import taskqueue
 from stalk_devenv.redis import RedisServer
-from workers import client_app
+from workers import client_app, client_env
 
 pytestmark = pytest.mark.e2e
 
@@ -137,7 +137,7 @@ def test_operator_killed_mid_scale_converges_without_flapping(
     )
     watch = ReplicaWatch(cluster.kubeconfig, namespace, "ingest")
     watch.wait_for(1, 15)
-    env = {"STALK_BROKER_URL": redis_db.url, "STALK_REDIS_PASSWORD": redis_password}
+    env = client_env(redis_db)
     with client_app(env) as app:
         for i in range(6):
             app.send_task("stalk_worker.tasks.canvas.add", args=(i, i), queue="ingest")

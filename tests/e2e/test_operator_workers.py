@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kube import ReplicaWatch, wait_for
 from operator_harness import WORKER_LABELS, taskqueue
-from workers import client_app
+from workers import client_app, client_env
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +50,7 @@ def grace_scenario(
     watch.wait_for(4, 15)
     pool_key = f"stalk:pool:{namespace}/crunch"
     wait_for(lambda: redis_db.client().hlen(pool_key) == 4, 60, "4 workers reporting load")
-    env = {"STALK_BROKER_URL": redis_db.url, "STALK_REDIS_PASSWORD": redis_password}
+    env = client_env(redis_db)
     with client_app(env) as app:
         durations = [1, 1, 12, 12]
         results = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kube import wait_for
-from workers import client_app
+from workers import client_app, client_env
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +76,7 @@ def test_workers_run_tasks_and_drain_on_scale_down(
     cluster.apply(worker_deployment(2, redis_db.url), namespace=namespace)
     wait_for(lambda: len(kubelet.running_pods()) == 2, 60, "2 worker processes")
 
-    env = {"STALK_BROKER_URL": redis_db.url, "STALK_REDIS_PASSWORD": redis_password}
+    env = client_env(redis_db)
     with client_app(env) as app:
         results = [
             app.send_task("stalk_worker.tasks.canvas.sleep", args=(6, f"t{i}")) for i in range(2)
@@ -120,7 +120,7 @@ def test_sigkill_after_the_grace_period(
     kubelet = process_kubelet(namespace, LABELS)
     cluster.apply(worker_deployment(1, redis_db.url, grace_seconds=2), namespace=namespace)
     wait_for(lambda: len(kubelet.running_pods()) == 1, 60, "1 worker process")
-    env = {"STALK_BROKER_URL": redis_db.url, "STALK_REDIS_PASSWORD": redis_password}
+    env = client_env(redis_db)
     with client_app(env) as app:
         result = app.send_task("stalk_worker.tasks.canvas.sleep", args=(30,))
         wait_for(lambda: result.state == "STARTED", 60, "the task to start")
