@@ -93,8 +93,12 @@ class ScalingLoop:
                 if snapshot.sequence == sequence:
                     continue  # nothing new: the poller itself reports a stuck broker
                 sequence = snapshot.sequence
-                if snapshot.taken_at - self.last_snapshot_at < interval * 0.9:
-                    continue  # the broker is polled faster for another TaskQueue
+                # Thin out snapshots only when the broker is polled faster for another
+                # TaskQueue: between two polls at our own pace, round-trip jitter can make
+                # the gap a little short, and skipping then would cost a whole interval.
+                polled_faster = poller.interval < interval
+                if polled_faster and snapshot.taken_at - self.last_snapshot_at < interval * 0.9:
+                    continue
                 self.last_snapshot_at = snapshot.taken_at
                 observation = None if snapshot.error else snapshot.pools.get(taskqueue.pool)
                 try:
