@@ -134,6 +134,7 @@ def _parse_broker(spec: Mapping[str, Any], settings: OperatorSettings) -> Broker
     url = spec.get("url")
     is_default = url is None
     default_ref = settings.password_secret_ref
+    default_sentinel_ref = settings.sentinel_password_secret_ref
     layout = KeyLayout(
         global_keyprefix=spec.get("globalKeyprefix", ""),
         priority_steps=tuple(sorted(spec.get("prioritySteps") or DEFAULT_PRIORITY_STEPS)),
@@ -145,7 +146,8 @@ def _parse_broker(spec: Mapping[str, Any], settings: OperatorSettings) -> Broker
         db=spec.get("db"),
         password=_secret_key(spec.get("passwordSecretRef"))
         or (SecretKey(*default_ref) if is_default and default_ref else None),
-        sentinel_password=_secret_key(spec.get("sentinelPasswordSecretRef")),
+        sentinel_password=_secret_key(spec.get("sentinelPasswordSecretRef"))
+        or (SecretKey(*default_sentinel_ref) if is_default and default_sentinel_ref else None),
         layout=layout,
         is_default=is_default,
     )

@@ -44,6 +44,12 @@ class OperatorSettings:
         "`name:key` of the Secret, in each TaskQueue's namespace, that worker pods read the "
         "default broker's password from; empty for a broker without auth.",
     )
+    default_sentinel_password_secret: str = env(
+        "STALK_DEFAULT_SENTINEL_PASSWORD_SECRET",
+        "",
+        "`name:key` of the Secret, in each TaskQueue's namespace, that worker pods read the "
+        "default broker's Sentinel password from; empty for Sentinels without auth.",
+    )
     default_worker_image: str = env(
         "STALK_DEFAULT_WORKER_IMAGE",
         "ghcr.io/stalk-dev/stalk-worker:0.1.0",
@@ -100,8 +106,12 @@ class OperatorSettings:
     debug: bool = env("STALK_DEBUG", False, "Log kopf's own debug messages.")
 
     def __post_init__(self) -> None:
-        if self.default_password_secret and ":" not in self.default_password_secret:
-            raise SettingsError("STALK_DEFAULT_PASSWORD_SECRET must be name:key")
+        for name, value in (
+            ("STALK_DEFAULT_PASSWORD_SECRET", self.default_password_secret),
+            ("STALK_DEFAULT_SENTINEL_PASSWORD_SECRET", self.default_sentinel_password_secret),
+        ):
+            if value and ":" not in value:
+                raise SettingsError(f"{name} must be name:key")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> OperatorSettings:
@@ -109,10 +119,18 @@ class OperatorSettings:
 
     @property
     def password_secret_ref(self) -> tuple[str, str] | None:
-        if not self.default_password_secret:
-            return None
-        name, key = self.default_password_secret.split(":", 1)
-        return name, key
+        return _secret_ref(self.default_password_secret)
+
+    @property
+    def sentinel_password_secret_ref(self) -> tuple[str, str] | None:
+        return _secret_ref(self.default_sentinel_password_secret)
+
+
+def _secret_ref(name_key: str) -> tuple[str, str] | None:
+    if not name_key:
+        return None
+    name, key = name_key.split(":", 1)
+    return name, key
 
 
 if __name__ == "__main__":

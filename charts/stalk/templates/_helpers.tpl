@@ -98,3 +98,140 @@ capabilities:
   resources: [kopfpeerings]
   verbs: [list, watch, patch, get]
 {{- end }}
+
+{{/*
+A Secret value generated once: an upgrade keeps what the first install made.
+Takes (dict "ctx" . "name" <secret> "key" <key> "value" <new value>); returns base64.
+*/}}
+{{- define "stalk.generatedSecretValue" -}}
+{{- $existing := lookup "v1" "Secret" .ctx.Release.Namespace .name }}
+{{- if and $existing (hasKey (default dict $existing.data) .key) }}
+{{- index $existing.data .key }}
+{{- else }}
+{{- .value | b64enc }}
+{{- end }}
+{{- end }}
+
+{{/* The bundled Redis: names, selector, and where each node is. */}}
+{{- define "stalk.redis.fullname" -}}
+{{- printf "%s-redis" (include "stalk.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "stalk.redis.headless" -}}
+{{- printf "%s-redis-headless" (include "stalk.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "stalk.redis.selectorLabels" -}}
+{{ include "stalk.selectorLabels" . }}
+app.kubernetes.io/component: redis
+{{- end }}
+
+{{- define "stalk.redis.domain" -}}
+{{- printf "%s.%s.svc.%s" (include "stalk.redis.headless" .) .Release.Namespace .Values.clusterDomain }}
+{{- end }}
+
+{{/* Every node's stable hostname, space-separated, pod 0 first. */}}
+{{- define "stalk.redis.nodes" -}}
+{{- $nodes := list }}
+{{- range $i := until (int .Values.redis.replicas) }}
+{{- $nodes = append $nodes (printf "%s-%d.%s" (include "stalk.redis.fullname" $) $i (include "stalk.redis.domain" $)) }}
+{{- end }}
+{{- join " " $nodes }}
+{{- end }}
+
+{{- define "stalk.redis.secretName" -}}
+{{- default (include "stalk.redis.fullname" .) .Values.redis.auth.existingSecret }}
+{{- end }}
+
+{{- define "stalk.redis.secretKey" -}}
+{{- ternary .Values.redis.auth.existingSecretPasswordKey "redis-password" (ne .Values.redis.auth.existingSecret "") }}
+{{- end }}
+
+{{/* What both containers of a Redis pod need to find the master (files/redis/lib.sh). */}}
+{{- define "stalk.redis.env" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef: {fieldPath: metadata.name}
+- name: MY_HOST
+  value: {{ printf "$(POD_NAME).%s" (include "stalk.redis.domain" .) | quote }}
+- name: REDIS_NODES
+  value: {{ include "stalk.redis.nodes" . | quote }}
+- name: MASTER_NAME
+  value: {{ .Values.redis.sentinel.masterName | quote }}
+{{- if .Values.redis.auth.enabled }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "stalk.redis.secretName" . }}
+      key: {{ include "stalk.redis.secretKey" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The default broker every client uses: broker.url when set, else the bundled Redis
+through its Sentinels, so a failover needs no reconfiguration.
+*/}}
+{{- define "stalk.broker.url" -}}
+{{- if .Values.broker.url }}
+{{- .Values.broker.url }}
+{{- else if .Values.redis.enabled }}
+{{- $urls := list }}
+{{- range (splitList " " (include "stalk.redis.nodes" .)) }}
+{{- $urls = append $urls (printf "sentinel://%s:26379/0" .) }}
+{{- end }}
+{{- join ";" $urls }}
+{{- else }}
+{{- fail "set broker.url, or redis.enabled=true for the bundled Redis" }}
+{{- end }}
+{{- end }}
+
+{{- define "stalk.broker.sentinelMaster" -}}
+{{- ternary .Values.broker.sentinelMaster .Values.redis.sentinel.masterName (ne .Values.broker.url "") }}
+{{- end }}
+
+{{/* "secret:key" of the default broker's password, or empty without auth. */}}
+{{- define "stalk.broker.passwordSecret" -}}
+{{- if .Values.broker.url }}
+{{- with .Values.broker.existingSecret }}{{ printf "%s:%s" . $.Values.broker.existingSecretPasswordKey }}{{ end }}
+{{- else if .Values.redis.auth.enabled }}
+{{- printf "%s:%s" (include "stalk.redis.secretName" .) (include "stalk.redis.secretKey" .) }}
+{{- end }}
+{{- end }}
+
+{{/* "secret:key" of the Sentinels' password: the bundled ones share Redis's. */}}
+{{- define "stalk.broker.sentinelPasswordSecret" -}}
+{{- if .Values.broker.url }}
+{{- with .Values.broker.sentinelExistingSecret }}{{ printf "%s:%s" . $.Values.broker.sentinelExistingSecretPasswordKey }}{{ end }}
+{{- else }}
+{{- include "stalk.broker.passwordSecret" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The broker settings of a Celery process, as environment variables named <prefix>...:
+STALK_ for workers, beat and Flower; STALK_DEFAULT_ for the operator's default broker.
+*/}}
+{{- define "stalk.broker.env" -}}
+{{- $ctx := .ctx }}
+- name: {{ .prefix }}BROKER_URL
+  value: {{ include "stalk.broker.url" $ctx | quote }}
+- name: {{ .prefix }}SENTINEL_MASTER
+  value: {{ include "stalk.broker.sentinelMaster" $ctx | quote }}
+{{- with include "stalk.broker.passwordSecret" $ctx }}
+{{- $ref := splitList ":" . }}
+- name: {{ $.prefix }}REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ index $ref 0 }}, key: {{ index $ref 1 }}}
+{{- end }}
+{{- with include "stalk.broker.sentinelPasswordSecret" $ctx }}
+{{- $ref := splitList ":" . }}
+- name: {{ $.prefix }}SENTINEL_PASSWORD
+  valueFrom:
+    secretKeyRef: {name: {{ index $ref 0 }}, key: {{ index $ref 1 }}}
+{{- end }}
+{{- end }}
+
+{{/* Flower's basic-auth Secret: keys auth (user:password), username, password. */}}
+{{- define "stalk.flower.authSecret" -}}
+{{- default (printf "%s-flower-auth" (include "stalk.fullname" .)) .Values.flower.basicAuth.existingSecret }}
+{{- end }}

@@ -1,0 +1,53 @@
+"""Rendering the Helm chart with the real helm binary, for the tests that read it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from stalk_devenv.controlplane import BinariesMissingError, find_binaries
+
+ROOT = Path(__file__).parents[1]
+CHART = ROOT / "charts" / "stalk"
+KUBE_VERSION = "1.34.4"
+
+
+def helm_binary() -> str:
+    """The pinned helm; skips where it was never built, fails in CI where it must be."""
+    try:
+        return str(find_binaries() / "helm")
+    except BinariesMissingError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"helm is missing in CI: {exc}")
+        pytest.skip(f"no helm binary here: {exc}")
+
+
+def render(helm: str, *args: str, namespace: str = "stalk") -> list[dict]:
+    """``helm template`` of the chart as parsed objects."""
+    result = subprocess.run(
+        [
+            helm,
+            "template",
+            "stalk",
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--kube-version",
+            KUBE_VERSION,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def find(docs: list[dict], kind: str, name_suffix: str = "") -> dict:
+    """The one rendered object of ``kind`` whose name ends with ``name_suffix``."""
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
+    assert len(matches) == 1, f"{len(matches)} {kind} objects named *{name_suffix}"
+    return matches[0]

@@ -1,0 +1,308 @@
+"""The bundled Redis's bootstrap scripts, as the chart renders them, on real redis-server
+and redis-sentinel processes.
+
+Each "pod" is two processes (the redis and sentinel containers' commands) with the
+environment the StatefulSet gives them. Pods get their own loopback address (127.0.0.x)
+in place of a stable DNS name, so all of them use the same ports, as in the cluster.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+from chart import find, helm_binary, render
+from stalk_broker.endpoint import BrokerEndpoint, connect
+from stalk_devenv.process import ManagedProcess, wait_until
+from stalk_devenv.redis import redis_available
+
+PASSWORD = "s3cret-for-tests"
+DOWN_AFTER_MS = 1000
+
+pytestmark = pytest.mark.skipif(
+    not redis_available(), reason="redis-server/redis-sentinel are not installed"
+)
+
+
+@dataclass
+class RenderedRedis:
+    """What the chart renders for one Redis pod: scripts and each container's env."""
+
+    scripts: dict[str, str]
+    env: dict[str, dict[str, str]]
+    """Literal env values per container (redis, sentinel)."""
+
+
+@pytest.fixture(scope="module")
+def rendered() -> RenderedRedis:
+    docs = render(
+        helm_binary(),
+        "--set",
+        f"redis.sentinel.downAfterMilliseconds={DOWN_AFTER_MS}",
+        "--set",
+        "redis.sentinel.failoverTimeoutMilliseconds=3000",
+    )
+    scripts = find(docs, "ConfigMap", "-redis-scripts")["data"]
+    pod = find(docs, "StatefulSet", "-redis")["spec"]["template"]["spec"]
+    env = {
+        c["name"]: {e["name"]: e["value"] for e in c["env"] if "value" in e}
+        for c in pod["containers"]
+    }
+    return RenderedRedis(scripts=scripts, env=env)
+
+
+def _ports_free_on(hosts: list[str]) -> tuple[int, int]:
+    """A port pair free on every loopback address (nodes share ports, as in pods)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        ports = (base, base + 1)
+        try:
+            for host in hosts:
+                for port in ports:
+                    with socket.socket() as s:
+                        s.bind((host, port))
+        except OSError:
+            continue
+        return ports
+    raise RuntimeError("no free port pair")
+
+
+@dataclass
+class Node:
+    """One Redis pod: its address and its two container processes."""
+
+    host: str
+    redis: ManagedProcess
+    sentinel: ManagedProcess
+
+    def client(self, port: int) -> redis.Redis:
+        return redis.Redis(
+            self.host, port, password=PASSWORD, socket_timeout=2, decode_responses=True
+        )
+
+
+@dataclass
+class RedisGroup:
+    """The StatefulSet: nodes, ports, and helpers to ask them about roles."""
+
+    nodes: list[Node]
+    redis_port: int
+    sentinel_port: int
+    data_dirs: list[Path] = field(default_factory=list)
+
+    def redis(self, node: Node) -> redis.Redis:
+        return node.client(self.redis_port)
+
+    def sentinel(self, node: Node) -> redis.Redis:
+        return node.client(self.sentinel_port)
+
+    def role(self, node: Node) -> dict:
+        return self.redis(node).info("replication")
+
+    def masters(self) -> list[str]:
+        found = []
+        for node in self.nodes:
+            try:
+                if self.role(node)["role"] == "master":
+                    found.append(node.host)
+            except redis.RedisError:
+                continue
+        return found
+
+    def sentinel_view(self) -> set[str]:
+        """Masters the live Sentinels name (by their announced host)."""
+        views = set()
+        for node in self.nodes:
+            try:
+                host, _ = self.sentinel(node).sentinel_get_master_addr_by_name("mymaster")
+                views.add(host)
+            except (redis.RedisError, TypeError):
+                continue
+        return views
+
+    def healthy(self, master: str | None = None) -> bool:
+        """One master, every other node its replica with a live link, all Sentinels
+        agreeing on it and knowing each other and both replicas."""
+        masters = self.masters()
+        if len(masters) != 1 or (master is not None and masters != [master]):
+            return False
+        for node in self.nodes:
+            info = self.role(node)
+            if node.host != masters[0] and (
+                info.get("master_host") != masters[0] or info.get("master_link_status") != "up"
+            ):
+                return False
+            state = self.sentinel(node).sentinel_master("mymaster")
+            if state["num-other-sentinels"] != len(self.nodes) - 1:
+                return False
+            if state["num-slaves"] != len(self.nodes) - 1:
+                return False
+        return self.sentinel_view() == set(masters)
+
+    def endpoint(self) -> BrokerEndpoint:
+        """How a client sees the group: the chart's sentinel:// URL form."""
+        url = ";".join(f"sentinel://{n.host}:{self.sentinel_port}/0" for n in self.nodes)
+        return BrokerEndpoint.from_url(
+            url, master_name="mymaster", password=PASSWORD, sentinel_password=PASSWORD
+        )
+
+
+@pytest.fixture
+def redis_group(rendered: RenderedRedis, tmp_path: Path) -> Iterator[RedisGroup]:
+    hosts = [f"127.0.0.{10 + i}" for i in range(3)]
+    redis_port, sentinel_port = _ports_free_on(hosts)
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    for name, text in rendered.scripts.items():
+        (scripts / name).write_text(text)
+    nodes = []
+    data_dirs = []
+    for i, host in enumerate(hosts):
+        conf, data = tmp_path / f"conf-{i}", tmp_path / f"data-{i}"
+        conf.mkdir()
+        data.mkdir()
+        data_dirs.append(data)
+        overrides = {
+            "MY_HOST": host,
+            "REDIS_NODES": " ".join(hosts),
+            "REDIS_PASSWORD": PASSWORD,
+            "REDIS_PORT": str(redis_port),
+            "SENTINEL_PORT": str(sentinel_port),
+            "REDIS_BIND": host,
+            "SENTINEL_BIND": host,
+            "CONF_DIR": str(conf),
+            "DATA_DIR": str(data),
+            "PATH": "/usr/bin:/bin",
+        }
+        processes = {
+            container: ManagedProcess(
+                f"{container}-{i}",
+                ["sh", str(scripts / f"{container}-start.sh")],
+                tmp_path / "logs",
+                env={**rendered.env[container], **overrides},
+            )
+            for container in ("redis", "sentinel")
+        }
+        nodes.append(Node(host, processes["redis"], processes["sentinel"]))
+    group = RedisGroup(nodes, redis_port, sentinel_port, data_dirs)
+    yield group
+    for node in nodes:
+        node.redis.kill()
+        node.sentinel.kill()
+
+
+def start_all_at_once(group: RedisGroup) -> None:
+    for node in group.nodes:
+        node.redis.start()
+        node.sentinel.start()
+
+
+def logs(group: RedisGroup) -> str:
+    return "\n".join(
+        f"--- {p.name}\n{p.log_tail(15)}" for n in group.nodes for p in (n.redis, n.sentinel)
+    )
+
+
+def test_rendered_env_names_what_the_scripts_read(rendered):
+    """The StatefulSet passes the Sentinel settings from values to the sentinel script."""
+    sentinel = rendered.env["sentinel"]
+    assert sentinel["DOWN_AFTER_MS"] == str(DOWN_AFTER_MS)
+    assert sentinel["QUORUM"] == "2"
+    assert rendered.env["redis"]["MASTER_NAME"] == "mymaster"
+    assert len(rendered.env["redis"]["REDIS_NODES"].split()) == 3
+    assert "requirepass" in rendered.scripts["sentinel-start.sh"]
+
+
+def test_three_nodes_starting_at_once_elect_exactly_one_master(redis_group):
+    start_all_at_once(redis_group)
+    try:
+        wait_until(redis_group.healthy, 30, "one master, two replicas, agreeing Sentinels")
+    except TimeoutError:
+        pytest.fail(f"group never settled: masters={redis_group.masters()}\n{logs(redis_group)}")
+    assert redis_group.masters() == [redis_group.nodes[0].host]
+    # Auth is on for both: without the password nothing answers.
+    first = redis_group.nodes[0]
+    for port in (redis_group.redis_port, redis_group.sentinel_port):
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(first.host, port, socket_timeout=2).ping()
+    # A client that goes through the Sentinels finds the master and can write.
+    with connect(redis_group.endpoint()) as client:
+        assert client.set("k", "v")
+
+
+def test_master_killed_replica_promoted_and_old_master_rejoins(redis_group):
+    start_all_at_once(redis_group)
+    wait_until(redis_group.healthy, 30, "the group to settle")
+    old = redis_group.nodes[0]
+    redis_group.redis(old).set("survives", "failover")
+    redis_group.redis(old).wait(2, 2000)
+
+    killed_at = time.monotonic()
+    old.redis.kill()
+
+    def switched() -> bool:
+        views = redis_group.sentinel_view()
+        return len(views) == 1 and views != {old.host}
+
+    try:
+        wait_until(switched, 30, "the Sentinels to switch master")
+    except TimeoutError:
+        pytest.fail(f"no promotion:\n{logs(redis_group)}")
+    print(f"\nfailover: master killed -> Sentinels switched in {time.monotonic() - killed_at:.1f}s")
+    (new_master,) = redis_group.sentinel_view()
+    wait_until(lambda: redis_group.masters() == [new_master], 10, "the replica to be promoted")
+    new = next(n for n in redis_group.nodes if n.host == new_master)
+    assert redis_group.redis(new).get("survives") == "failover"
+
+    # The old master's container restarts: it must come back as a replica of the new one.
+    old.redis.start()
+    try:
+        wait_until(lambda: redis_group.healthy(new_master), 30, "the old master to rejoin")
+    except TimeoutError:
+        pytest.fail(f"old master did not rejoin as a replica:\n{logs(redis_group)}")
+    assert redis_group.role(old)["role"] == "slave"
+    assert "starting as replica of " + new_master in old.redis.log_path.read_text()
+
+
+def test_sentinels_restarting_alone_follow_the_running_master(redis_group):
+    """After a failover, Sentinels that all restart must not fall back to node 0."""
+    start_all_at_once(redis_group)
+    wait_until(redis_group.healthy, 30, "the group to settle")
+    redis_group.sentinel(redis_group.nodes[0]).execute_command("SENTINEL FAILOVER", "mymaster")
+    wait_until(
+        lambda: redis_group.masters() not in ([], [redis_group.nodes[0].host]),
+        30,
+        "the manual failover",
+    )
+    wait_until(redis_group.healthy, 30, "the group to settle after failover")
+    master = redis_group.masters()[0]
+    for node in redis_group.nodes:
+        node.sentinel.kill()
+    for node in redis_group.nodes:
+        node.sentinel.start()
+    wait_until(lambda: redis_group.healthy(master), 30, "Sentinels to find the running master")
+
+
+def test_whole_group_restarts_without_split_brain_and_keeps_its_data(redis_group):
+    start_all_at_once(redis_group)
+    wait_until(redis_group.healthy, 30, "the group to settle")
+    master = redis_group.redis(redis_group.nodes[0])
+    master.set("durable", "yes")
+    master.wait(2, 2000)
+    for node in redis_group.nodes:
+        node.redis.kill()
+        node.sentinel.kill()
+    start_all_at_once(redis_group)
+    try:
+        wait_until(redis_group.healthy, 30, "one master after a full restart")
+    except TimeoutError:
+        pytest.fail(f"after a full restart: masters={redis_group.masters()}\n{logs(redis_group)}")
+    with connect(redis_group.endpoint()) as client:
+        assert client.get("durable") == b"yes"
