@@ -32,6 +32,8 @@ fi
 if command -v go >/dev/null; then
   bin_dir=$(bash hack/controlplane-binaries.sh)
   log "control-plane binaries: $bin_dir"
+  crd_dir=$(bash hack/monitoring-crds.sh)
+  log "Prometheus Operator CRDs (to validate the chart's monitoring objects): $crd_dir"
 else
   log "no Go toolchain: the e2e tests will be skipped (they need the control plane)"
 fi

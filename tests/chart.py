@@ -13,6 +13,18 @@ from stalk_devenv.controlplane import BinariesMissingError, find_binaries
 ROOT = Path(__file__).parents[1]
 CHART = ROOT / "charts" / "stalk"
 KUBE_VERSION = "1.34.4"
+MONITORING_API = ("--api-versions", "monitoring.coreos.com/v1")
+
+RENDERINGS: dict[str, tuple[str, ...]] = {
+    "defaults": (),
+    "defaults-with-monitoring": MONITORING_API,
+    **{
+        values.stem: ("-f", str(values), *MONITORING_API)
+        for values in sorted((CHART / "ci").glob("*-values.yaml"))
+    },
+}
+"""Every rendering the tests check: the defaults, and each ``ci/*-values.yaml`` (the
+Helm convention for values files a chart's CI installs) with the monitoring API on."""
 
 
 def helm_binary() -> str:

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
 import yaml
-from chart import CHART, KUBE_VERSION, ROOT, helm_binary, render
-
-VARIANTS = {
-    "defaults": [],
-    "namespaced": [
-        "--set",
-        "operator.clusterWide=false",
-        "--set",
-        "operator.watchNamespaces={team-a,team-b}",
-    ],
-    "everything": [
-        "--set",
-        "broker.existingSecret=redis",
-        "--set",
-        "operator.logLevel=debug",
-        "--set",
-        "taskQueues[0].name=emails",
-        "--set",
-        "taskQueues[0].queues={email}",
-        "--set",
-        "taskQueues[0].scaling.maxReplicas=5",
-    ],
-}
+from chart import CHART, KUBE_VERSION, RENDERINGS, ROOT, helm_binary, render
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +47,9 @@ def test_rbac_matches_the_manifests(helm):
     assert _grants([r for role in chart for r in role["rules"]]) == _grants(manifest_rules)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_rendered_pods_are_secure_and_complete(helm, variant):
-    docs = render(helm, *VARIANTS[variant])
+@pytest.mark.parametrize("rendering", RENDERINGS)
+def test_rendered_pods_are_secure_and_complete(helm, rendering):
+    docs = render(helm, *RENDERINGS[rendering])
     workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
     assert workloads
     for workload in workloads:
@@ -95,9 +74,14 @@ def test_rendered_pods_are_secure_and_complete(helm, variant):
 
 
 def test_taskqueues_from_values(helm):
-    [tq] = [d for d in render(helm, *VARIANTS["everything"]) if d["kind"] == "TaskQueue"]
-    assert tq["metadata"]["name"] == "emails"
-    assert tq["spec"] == {"queues": ["email"], "scaling": {"maxReplicas": 5}}
+    docs = render(helm, *RENDERINGS["everything-values"])
+    taskqueues = {d["metadata"]["name"]: d for d in docs if d["kind"] == "TaskQueue"}
+    assert set(taskqueues) == {"emails", "reports"}
+    assert taskqueues["emails"]["spec"] == {
+        "queues": ["email"],
+        "worker": {"concurrency": 8, "pool": "threads"},
+        "scaling": {"minReplicas": 1, "maxReplicas": 5},
+    }
 
 
 @pytest.mark.parametrize(
@@ -160,3 +144,54 @@ def test_flower_toggles(helm):
         if d["kind"] == "Ingress"
     ]
     assert ingress["spec"]["rules"][0]["host"] == "flower.test"
+
+
+def _exported_metric_names() -> set[str]:
+    from prometheus_client import CollectorRegistry
+    from stalk_operator.metrics import Metrics
+
+    registry = CollectorRegistry()
+    Metrics(registry)
+    return {
+        sample
+        for family in registry.collect()
+        for sample in (family.name, f"{family.name}_total", f"{family.name}_bucket")
+    }
+
+
+def test_monitoring_objects_need_the_prometheus_operator_api(helm):
+    kinds = {d["kind"] for d in render(helm)}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule"}, "gated on monitoring.coreos.com/v1"
+    assert "ConfigMap" in kinds
+    with_api = render(helm, *RENDERINGS["everything-values"])
+    monitors = {d["metadata"]["name"] for d in with_api if d["kind"] == "ServiceMonitor"}
+    assert monitors == {"stalk-operator", "stalk-flower", "stalk-redis"}
+    flower = next(
+        d
+        for d in with_api
+        if d["metadata"]["name"] == "stalk-flower" and d["kind"] == "ServiceMonitor"
+    )
+    assert flower["spec"]["endpoints"][0]["basicAuth"]["password"] == {
+        "name": "flower-credentials",
+        "key": "password",
+    }
+
+
+def test_dashboard_and_alerts_use_metrics_the_operator_exports(helm):
+    import re
+
+    exported = _exported_metric_names()
+    docs = render(helm, *RENDERINGS["everything-values"])
+    dashboard = json.loads(
+        next(d for d in docs if d["metadata"]["name"] == "stalk-dashboard")["data"]["stalk.json"]
+    )
+    assert dashboard["uid"] == "stalk-overview"
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    [rule] = [d for d in docs if d["kind"] == "PrometheusRule"]
+    exprs += [r["expr"] for group in rule["spec"]["groups"] for r in group["rules"]]
+    used = {name for expr in exprs for name in re.findall(r"\bstalk_[a-z_]+", expr)}
+    assert used, "the dashboard queries Stalk metrics"
+    assert used <= exported, f"not exported by the operator: {sorted(used - exported)}"
+    assert {"StalkBrokerUnreachable", "StalkOperatorDown", "StalkRedisDown"} <= {
+        r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]
+    }
