@@ -63,12 +63,28 @@ def test_install_upgrade_uninstall(
     operator_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "operator"})
     process_kubelet(namespace, {"app.kubernetes.io/managed-by": "stalk-operator"})
     flower_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "flower"})
+    beat_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "beat"})
     flower_port = free_port()
     values = [
         "--set",
         f"broker.url={redis_db.url}",
         "--set",
         "broker.existingSecret=redis",
+        # The bundled Redis is installed too, its pods Running on KWOK nodes; its scripts
+        # run on real processes in tests/integration/test_chart_redis.py. Without a volume
+        # provisioner here, its data lives in emptyDirs.
+        "--set",
+        "redis.persistence.enabled=false",
+        "--set",
+        "beat.schedule.tick.task=stalk_worker.tasks.canvas.add",
+        "--set",
+        "beat.schedule.tick.every=1",
+        "--set",
+        "beat.schedule.tick.queue=ticks",
+        "--set-json",
+        "beat.schedule.tick.args=[1,1]",
+        "--set",
+        "helmTest.queue=jobs",
         "--set",
         "operator.clusterWide=false",
         # The operator runs as a local process here: give it free ports.
@@ -113,12 +129,31 @@ def test_install_upgrade_uninstall(
         "the operator (under the chart's RBAC) to create the worker Deployment",
     )
     check_flower(cluster, namespace, flower_kubelet, flower_port)
+    pods = cluster.get_json("pods", namespace=namespace)["items"]
+    assert {p["status"]["phase"] for p in pods} == {"Running"}, "every pod Running"
+    assert len([p for p in pods if "redis" in p["metadata"]["name"]]) == 3
+    wait_for(lambda: beat_kubelet.running_pods(), 30, "beat running as a process")
+    wait_for(lambda: redis_db.client().llen("ticks") >= 2, 30, "beat to send its scheduled task")
+
+    # `helm test`: the hook pod sends a task with the chart's settings and gets its result.
+    test_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "test"})
+    tested = helm(local_cluster, "test", "stalk", f"--namespace={namespace}", "--timeout=120s")
+    assert "Phase:          Succeeded" in tested, tested
+    assert [p.exit_codes for p in test_kubelet.finished] == [{"send-task": 0}]
     env = client_env(redis_db)
     with client_app(env) as app:
         result = app.send_task("stalk_worker.tasks.canvas.add", args=(2, 3), queue="jobs")
         assert result.get(timeout=60) == 5, "a worker of the chart's TaskQueue ran the task"
 
-    operator_before = cluster.get_json("deployment", "stalk-operator", namespace=namespace)
+    def generations() -> dict[str, int]:
+        objects = cluster.get_json("deployments,statefulsets", namespace=namespace)["items"]
+        return {
+            f"{o['kind']}/{o['metadata']['name']}": o["metadata"]["generation"]
+            for o in objects
+            if o["metadata"]["name"].startswith("stalk")
+        }
+
+    before = generations()
     helm(
         local_cluster,
         "upgrade",
@@ -129,10 +164,13 @@ def test_install_upgrade_uninstall(
         "--set",
         "taskQueues[0].scaling.maxReplicas=3",
     )
-    operator_after = cluster.get_json("deployment", "stalk-operator", namespace=namespace)
-    assert operator_after["metadata"]["generation"] == operator_before["metadata"]["generation"], (
-        "only what changed rolls"
-    )
+    assert generations() == before, "only what changed rolls: no pod template changed"
+    assert set(before) >= {
+        "Deployment/stalk-operator",
+        "Deployment/stalk-flower",
+        "Deployment/stalk-beat",
+        "StatefulSet/stalk-redis",
+    }
     spec = cluster.get_json("tq", "jobs", namespace=namespace)["spec"]
     assert spec["scaling"]["maxReplicas"] == 3
 
