@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
-from stalk_devenv.controlplane import BinariesMissingError, find_binaries
+from kube import require_binaries
 
 ROOT = Path(__file__).parents[1]
 CHART = ROOT / "charts" / "stalk"
@@ -28,13 +26,8 @@ Helm convention for values files a chart's CI installs) with the monitoring API 
 
 
 def helm_binary() -> str:
-    """The pinned helm; skips where it was never built, fails in CI where it must be."""
-    try:
-        return str(find_binaries() / "helm")
-    except BinariesMissingError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"helm is missing in CI: {exc}")
-        pytest.skip(f"no helm binary here: {exc}")
+    """The pinned helm, built with the Kubernetes binaries."""
+    return str(require_binaries() / "helm")
 
 
 def render(helm: str, *args: str, namespace: str = "stalk") -> list[dict]:

@@ -333,6 +333,9 @@ class ControlPlane:
                 f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
                 "--cidr=10.244.0.1/16",
                 "--node-ip=10.0.0.1",
+                # Renew node leases as a kubelet does; without them the node lifecycle
+                # controller marks every pod NotReady about 50 s after the nodes start.
+                "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{free_port()}",
             ],
             self.workdir / "logs",

@@ -1,9 +1,15 @@
-"""The main job: Stalk autoscaling real Celery workers on a local control plane.
+"""The main job: the Stalk chart, installed with helm, autoscaling real Celery workers.
 
-Starts the control plane, a password-protected Redis, the operator (as its own
-ServiceAccount) and the process kubelet that runs worker pods as real Celery workers;
-applies two TaskQueues; sends a burst of real tasks at mixed priorities; shows backlog,
-in-flight work and replicas per TaskQueue as they change; and ends with a summary.
+Starts a local control plane and a password-protected redis-server; `helm install`s the
+chart, whose operator, Flower and beat run as real processes through the process
+kubelet; applies the example TaskQueues (manifests/examples); runs `helm test`; sends a
+burst of real tasks at mixed priorities; shows backlog, in-flight work and replicas per
+TaskQueue as they change; and ends with a summary of what ran.
+
+The chart's bundled Redis StatefulSet is off here: its pods find each other through
+cluster DNS, which a local control plane has not got. The local redis-server stands in
+as the chart's external broker; the bundled one's scripts are tested on real processes
+in tests/integration/test_chart_redis.py.
 """
 
 from __future__ import annotations
@@ -12,50 +18,85 @@ import json
 import os
 import random
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stalk_devenv.controlplane import ControlPlane, find_binaries
+from stalk_devenv.controlplane import REPO_ROOT, ControlPlane, find_binaries
 from stalk_devenv.kubelet import ProcessKubelet
+from stalk_devenv.process import free_port
 from stalk_devenv.redis import RedisServer
-from stalk_devenv.stack import CRDS, WORKER_LABELS, OperatorProcess, grant_operator
+from stalk_devenv.stack import CRDS, WORKER_LABELS
 
-NAMESPACE = "demo"
-POOLS = {
-    # name: (queue, task seconds, tasks in the burst)
-    "thumbnails": ("file_processing", 2.0, 60),
-    "reports": ("reports", 4.0, 24),
+NAMESPACE = "stalk-demo"
+RELEASE = "stalk"
+CHART = REPO_ROOT / "charts" / "stalk"
+EXAMPLES = REPO_ROOT / "manifests" / "examples" / "taskqueues.yaml"
+RELEASE_LABELS = {"app.kubernetes.io/name": "stalk"}
+BURST = {
+    # TaskQueue of manifests/examples: (queue, task seconds, tasks in the burst)
+    "emails": ("email", 1.0, 40),
+    "files": ("file_processing", 3.0, 16),
+    "batch": ("reports", 4.0, 12),
 }
-
-
-def taskqueue(name: str, queue: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "stalk.dev/v1alpha1",
-        "kind": "TaskQueue",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "queues": [queue],
-            "worker": {"concurrency": 2, "taskTimeLimitSeconds": 60},
-            "scaling": {
-                "minReplicas": 0,
-                "maxReplicas": 8,
-                "scaleDown": {"stabilizationWindowSeconds": 10, "stepIntervalSeconds": 5},
-            },
-        },
-    }
+TIMEOUT_SECONDS = 420
 
 
 def say(text: str) -> None:
     print(text, flush=True)
 
 
+@dataclass
+class Stack:
+    cluster: ControlPlane
+    redis: RedisServer
+    workers: ProcessKubelet
+    release: ProcessKubelet
+    flower_port: int
+
+    def helm(self, *args: str) -> str:
+        result = subprocess.run(
+            [self.cluster.binary("helm"), f"--kubeconfig={self.cluster.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"helm {args[0]} failed: {result.stderr.strip()}")
+        return result.stdout
+
+
+def chart_values(redis: RedisServer, flower_port: int) -> list[str]:
+    """The demo's `--set` flags: the local Redis as external broker, local ports."""
+    extra_env = {
+        # The operator runs as a local process: free ports, and a livelier status.
+        "STALK_METRICS_PORT": str(free_port()),
+        "STALK_HEALTH_PORT": str(free_port()),
+        "STALK_STATUS_INTERVAL_SECONDS": "1",
+    }
+    flags = [
+        f"broker.url={redis.url}",
+        "broker.existingSecret=redis",
+        "redis.enabled=false",
+        "operator.clusterWide=false",
+        f"flower.port={flower_port}",
+        "helmTest.queue=email",
+    ]
+    args = [arg for flag in flags for arg in ("--set", flag)]
+    for i, (name, value) in enumerate(extra_env.items()):
+        args += ["--set", f"operator.extraEnv[{i}].name={name}"]
+        args += ["--set-string", f"operator.extraEnv[{i}].value={value}"]
+    return args
+
+
 @contextmanager
-def stack(workdir: Path) -> Iterator[tuple[ControlPlane, RedisServer, ProcessKubelet]]:
+def stack(workdir: Path) -> Iterator[Stack]:
     with ExitStack() as cleanup:
         say(
             "starting the control plane (etcd, kube-apiserver, controller-manager, "
@@ -66,7 +107,7 @@ def stack(workdir: Path) -> Iterator[tuple[ControlPlane, RedisServer, ProcessKub
         password = secrets.token_urlsafe(16)
         redis = RedisServer(workdir / "redis", password=password).start()
         cleanup.callback(redis.stop)
-        say(f"Redis with auth at {redis.host}:{redis.port}")
+        say(f"redis-server with auth at {redis.host}:{redis.port}")
         cluster.kubectl("create", "namespace", NAMESPACE)
         cluster.kubectl(
             "create",
@@ -76,25 +117,26 @@ def stack(workdir: Path) -> Iterator[tuple[ControlPlane, RedisServer, ProcessKub
             f"--from-literal=password={password}",
             f"--namespace={NAMESPACE}",
         )
-        grant_operator(cluster, NAMESPACE)
-        operator = OperatorProcess(
-            cluster,
-            NAMESPACE,
-            workdir,
-            {
-                "STALK_DEFAULT_BROKER_URL": redis.url,
-                "STALK_DEFAULT_REDIS_PASSWORD": password,
-                "STALK_DEFAULT_PASSWORD_SECRET": "redis:password",
-                "STALK_STATUS_INTERVAL_SECONDS": "1",  # a livelier table than the default 5 s
-            },
-        ).start()
-        cleanup.callback(operator.stop)
-        say("operator running as ServiceAccount demo/stalk-operator")
-        kubelet = ProcessKubelet(
-            cluster, workdir / "kubelet", labels=WORKER_LABELS, namespace=NAMESPACE
-        ).start()
-        cleanup.callback(kubelet.stop)
-        yield cluster, redis, kubelet
+        kubelets = {
+            name: ProcessKubelet(
+                cluster, workdir / f"kubelet-{name}", labels=labels, namespace=NAMESPACE
+            ).start()
+            for name, labels in (("release", RELEASE_LABELS), ("workers", WORKER_LABELS))
+        }
+        for kubelet in kubelets.values():
+            cleanup.callback(kubelet.stop)
+        result = Stack(cluster, redis, kubelets["workers"], kubelets["release"], free_port())
+        say("helm install (operator, Flower and beat run as real processes) ...")
+        result.helm(
+            "install",
+            RELEASE,
+            str(CHART),
+            f"--namespace={NAMESPACE}",
+            "--wait",
+            "--timeout=120s",
+            *chart_values(redis, result.flower_port),
+        )
+        yield result
 
 
 def table(cluster: ControlPlane) -> list[dict[str, Any]]:
@@ -116,20 +158,53 @@ def table(cluster: ControlPlane) -> list[dict[str, Any]]:
     return rows
 
 
+def wait_for_release(stack: Stack) -> None:
+    deadline = time.monotonic() + 60
+    while len(stack.release.running_pods()) < 3:  # operator, Flower, beat
+        if time.monotonic() > deadline:
+            raise RuntimeError("the release's pods did not start")
+        time.sleep(0.5)
+
+
 def run(workdir: Path) -> int:
-    with stack(workdir) as (cluster, redis, kubelet):
-        env = {"STALK_BROKER_URL": redis.url, "STALK_REDIS_PASSWORD": redis.password or ""}
-        os.environ.update(env)
+    with stack(workdir) as st:
+        wait_for_release(st)
+        objects = st.cluster.kubectl(
+            "get",
+            "all,secret,configmap,sa,role,rolebinding",
+            "-o",
+            "name",
+            f"--namespace={NAMESPACE}",
+        ).split()
+        say(f"release {RELEASE}: {len(objects)} objects; operator, Flower, beat running")
+        say(
+            f"Flower: http://127.0.0.1:{st.flower_port}/ (user admin, password in Secret "
+            f"{RELEASE}-flower-auth)"
+        )
+        st.cluster.kubectl("apply", f"--namespace={NAMESPACE}", "-f", str(EXAMPLES))
+        say("example TaskQueues applied: " + ", ".join(BURST))
+        tested_at = time.monotonic()
+        st.helm("test", RELEASE, f"--namespace={NAMESPACE}", "--timeout=180s")
+        say(
+            f"helm test: a task went through the broker to a worker and back in "
+            f"{time.monotonic() - tested_at:.0f}s (to the emails pool)"
+        )
+
+        os.environ.update(
+            {"STALK_BROKER_URL": st.redis.url, "STALK_REDIS_PASSWORD": st.redis.password or ""}
+        )
         from stalk_worker.app import create_app
 
         app = create_app()
-        for name, (queue, _, _) in POOLS.items():
-            cluster.kubectl("apply", "-f", "-", input_text=json.dumps(taskqueue(name, queue)))
-        say("TaskQueues applied: " + ", ".join(POOLS) + " (minReplicas 0: no pods yet)")
-        time.sleep(3)
+        minimum = {
+            item["metadata"]["name"]: item["spec"]["scaling"]["minReplicas"]
+            for item in json.loads(
+                st.cluster.kubectl("get", "tq", "-o", "json", f"--namespace={NAMESPACE}")
+            )["items"]
+        }
         results = []
         burst_at = time.monotonic()
-        for name, (queue, seconds, count) in POOLS.items():
+        for name, (queue, seconds, count) in BURST.items():
             for i in range(count):
                 results.append(
                     app.send_task(
@@ -141,35 +216,42 @@ def run(workdir: Path) -> int:
                 )
         sent = len(results)
         say(f"sent {sent} tasks at priorities 0-9 (kombu spreads them over 4 lists per queue)")
-        say(f"{'time':>5}  " + "  ".join(f"{n:>34}" for n in POOLS))
-        say(f"{'':>5}  " + "  ".join(f"{'backlog in-flight desired ready':>34}" for _ in POOLS))
-        peak = {n: 0 for n in POOLS}
+        say(f"{'time':>5}  " + "  ".join(f"{n:>30}" for n in BURST))
+        say(f"{'':>5}  " + "  ".join(f"{'backlog in-flight want ready':>30}" for _ in BURST))
+        peak = dict.fromkeys(BURST, 0)
         first_scale: dict[str, float] = {}
+        last_line, last_print = "", 0.0
         while True:
-            rows = {r["name"]: r for r in table(cluster)}
+            rows = {r["name"]: r for r in table(st.cluster)}
             elapsed = time.monotonic() - burst_at
             cells = []
-            for name in POOLS:
+            for name in BURST:
                 row = rows.get(name, {"backlog": 0, "in_flight": 0, "desired": 0, "ready": 0})
                 peak[name] = max(peak[name], row["desired"])
-                if row["desired"] > 0 and name not in first_scale:
+                if row["desired"] > minimum.get(name, 0) and name not in first_scale:
                     first_scale[name] = elapsed
                 cells.append(
                     f"{row['backlog']:>8} {row['in_flight']:>9} "
-                    f"{row['desired']:>7} {row['ready']:>5}".rjust(34)
+                    f"{row['desired']:>4} {row['ready']:>5}".rjust(30)
                 )
-            say(f"{elapsed:>4.0f}s  " + "  ".join(cells))
+            line = "  ".join(cells)
+            # A line when something changed, or every 15 s while waiting out a window.
+            if line != last_line or elapsed - last_print >= 15:
+                say(f"{elapsed:>4.0f}s  {line}")
+                last_line, last_print = line, elapsed
             done = sum(1 for r in results if r.ready())
-            if done == sent and all(rows.get(n, {}).get("desired", 1) == 0 for n in POOLS):
+            if done == sent and all(
+                rows.get(n, {}).get("desired", -1) == minimum.get(n, 0) for n in BURST
+            ):
                 break
-            if elapsed > 300:
-                say("giving up after 300 s")
+            if elapsed > TIMEOUT_SECONDS:
+                say(f"giving up after {TIMEOUT_SECONDS} s")
                 return 1
             time.sleep(1)
         failed = [r for r in results if not r.successful()]
         hosts = {r.result["hostname"] for r in results if r.successful()}
-        killed = [p for p in kubelet.finished if p.exit_codes.get("worker") not in (0, None)]
-        events = cluster.kubectl(
+        killed = [p for p in st.workers.finished if p.exit_codes.get("worker") not in (0, None)]
+        events = st.cluster.kubectl(
             "get",
             "events",
             f"--namespace={NAMESPACE}",
@@ -183,15 +265,16 @@ def run(workdir: Path) -> int:
         ]
         say("")
         say("summary")
+        say(f"  installed with helm: {len(objects)} objects; helm test passed")
         say(
             f"  tasks: {sent} sent, {sent - len(failed)} succeeded, {len(failed)} failed, "
             f"run by {len(hosts)} worker pods"
         )
-        for name in POOLS:
+        for name in BURST:
             say(
-                f"  {name}: scaled up within {first_scale.get(name, float('nan')):.1f}s of the "
-                "burst (as this table, read every second, saw it), "
-                f"peak {peak[name]} replicas, back to 0 at the end"
+                f"  {name}: scaled up {first_scale.get(name, float('nan')):.1f}s after the "
+                f"burst (as read every second), peak {peak[name]} replicas, "
+                f"back to {minimum.get(name, 0)} at the end"
             )
         say(f"  scale events: {len(scalings)}; worker pods killed mid-task: {len(killed)}")
         say(f"  everything ran for real: logs under {workdir}")

@@ -54,6 +54,10 @@ def check_flower(cluster, namespace, kubelet, port):
     assert auth.startswith("admin:") and len(auth) > 20
     assert http_status(f"http://127.0.0.1:{port}/", auth) == 200
     assert http_status(f"http://127.0.0.1:{port}/", "admin:wrong") == 401
+    # What the chart's ServiceMonitor scrapes, with the Secret's username/password keys.
+    user = base64.b64decode(secret["data"]["username"]).decode()
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    assert http_status(f"http://127.0.0.1:{port}/metrics", f"{user}:{password}") == 200
 
 
 def test_install_upgrade_uninstall(

@@ -1,0 +1,40 @@
+"""The README's main job, end to end: `python -m stalk_devenv demo` (what `make demo`
+runs) installs the chart with helm, runs `helm test`, scales real workers under a burst
+and back, and reports every task done with none interrupted."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from kube import require_binaries
+from stalk_devenv.controlplane import REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+
+def test_the_main_job_runs_to_a_clean_summary():
+    bin_dir = require_binaries()
+    result = subprocess.run(
+        [sys.executable, "-m", "stalk_devenv", "demo"],
+        env={**os.environ, "STALK_K8S_BIN_DIR": str(bin_dir), "PYTHONPATH": "devenv"},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert "helm test passed" in out
+    sent, succeeded, failed = map(
+        int, re.search(r"tasks: (\d+) sent, (\d+) succeeded, (\d+) failed", out).groups()
+    )
+    assert sent == succeeded > 0 and failed == 0
+    assert "worker pods killed mid-task: 0" in out
+    for pool, floor in (("emails", 1), ("files", 0), ("batch", 0)):
+        peak = int(re.search(rf"{pool}: scaled up .* peak (\d+) replicas", out).group(1))
+        assert peak > max(floor, 1), f"{pool} did not scale up: {out[-2000:]}"
+        assert f"back to {floor} at the end" in out.split(f"{pool}: scaled up", 1)[1].split("\n")[0]
