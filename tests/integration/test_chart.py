@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 import yaml
-from chart import CHART, KUBE_VERSION, RENDERINGS, ROOT, helm_binary, render
+from chart import CHART, KUBE_VERSION, RENDERINGS, ROOT, find, helm_binary, render
 
 
 @pytest.fixture(scope="module")
@@ -166,11 +166,7 @@ def test_monitoring_objects_need_the_prometheus_operator_api(helm):
     with_api = render(helm, *RENDERINGS["everything-values"])
     monitors = {d["metadata"]["name"] for d in with_api if d["kind"] == "ServiceMonitor"}
     assert monitors == {"stalk-operator", "stalk-flower", "stalk-redis"}
-    flower = next(
-        d
-        for d in with_api
-        if d["metadata"]["name"] == "stalk-flower" and d["kind"] == "ServiceMonitor"
-    )
+    flower = find(with_api, "ServiceMonitor", "-flower")
     assert flower["spec"]["endpoints"][0]["basicAuth"]["password"] == {
         "name": "flower-credentials",
         "key": "password",
@@ -195,3 +191,30 @@ def test_dashboard_and_alerts_use_metrics_the_operator_exports(helm):
     assert {"StalkBrokerUnreachable", "StalkOperatorDown", "StalkRedisDown"} <= {
         r["alert"] for group in rule["spec"]["groups"] for r in group["rules"]
     }
+
+
+def test_worker_pods_reach_the_bundled_redis_through_its_sentinels(helm):
+    """The operator, configured as the chart configures it, gives a TaskQueue's worker
+    pods the Sentinel URL, the master name and both passwords from the chart's Secret."""
+    from stalk_operator.model import parse_taskqueue
+    from stalk_operator.settings import OperatorSettings
+    from stalk_operator.workload import build_deployment
+
+    operator = find(render(helm), "Deployment", "-operator")
+    env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    settings = OperatorSettings.from_environ({e["name"]: e["value"] for e in env if "value" in e})
+    taskqueue = parse_taskqueue(
+        {"metadata": {"namespace": "stalk", "name": "emails"}, "spec": {"queues": ["email"]}},
+        settings,
+    )
+    container = build_deployment(taskqueue)["spec"]["template"]["spec"]["containers"][0]
+    worker_env = {e["name"]: e for e in container["env"]}
+    url = worker_env["STALK_BROKER_URL"]["value"]
+    assert url.count("sentinel://") == 3
+    assert "stalk-redis-0.stalk-redis-headless.stalk.svc.cluster.local:26379" in url
+    assert worker_env["STALK_SENTINEL_MASTER"]["value"] == "mymaster"
+    for name in ("STALK_REDIS_PASSWORD", "STALK_SENTINEL_PASSWORD"):
+        assert worker_env[name]["valueFrom"]["secretKeyRef"] == {
+            "name": "stalk-redis",
+            "key": "redis-password",
+        }, name
