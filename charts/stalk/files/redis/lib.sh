@@ -42,6 +42,12 @@ ask() {
     fi
 }
 
+# A value as a double-quoted Redis config string: backslashes and quotes escaped, so a
+# password from your own Secret may hold any printable character.
+config_quoted() {
+    printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"
+}
+
 # The value after a key in redis-cli's one-item-per-line reply to SENTINEL MASTER.
 field() {
     awk -v key="$1" 'found { print; exit } $0 == key { found = 1 }'

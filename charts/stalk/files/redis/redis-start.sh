@@ -12,20 +12,21 @@
 master=$(current_master)
 conf="$CONF_DIR/redis.conf"
 umask 077
+# printf, not echo: dash's echo would expand backslashes in a password.
 {
-    echo "bind $REDIS_BIND"
-    echo "port $REDIS_PORT"
-    echo "dir $DATA_DIR"
-    echo "protected-mode no"
-    echo "appendonly $APPENDONLY"
-    echo "replica-announce-ip $MY_HOST"
-    echo "replica-read-only yes"
+    printf '%s\n' "bind $REDIS_BIND"
+    printf '%s\n' "port $REDIS_PORT"
+    printf '%s\n' "dir $DATA_DIR"
+    printf '%s\n' "protected-mode no"
+    printf '%s\n' "appendonly $APPENDONLY"
+    printf '%s\n' "replica-announce-ip $MY_HOST"
+    printf '%s\n' "replica-read-only yes"
     if [ -n "$REDIS_PASSWORD" ]; then
-        echo "requirepass \"$REDIS_PASSWORD\""
-        echo "masterauth \"$REDIS_PASSWORD\""
+        printf '%s\n' "requirepass $(config_quoted "$REDIS_PASSWORD")"
+        printf '%s\n' "masterauth $(config_quoted "$REDIS_PASSWORD")"
     fi
     if [ "$master" != "$MY_HOST" ]; then
-        echo "replicaof $master $REDIS_PORT"
+        printf '%s\n' "replicaof $master $REDIS_PORT"
     fi
 } >"$conf"
 

@@ -15,22 +15,23 @@ master=$(current_master)
 wait_for_name "$master"
 conf="$CONF_DIR/sentinel.conf"
 umask 077
+# printf, not echo: dash's echo would expand backslashes in a password.
 {
-    echo "bind $SENTINEL_BIND"
-    echo "port $SENTINEL_PORT"
-    echo "dir $CONF_DIR"
-    echo "protected-mode no"
-    echo "sentinel resolve-hostnames yes"
-    echo "sentinel announce-hostnames yes"
-    echo "sentinel announce-ip $MY_HOST"
-    echo "sentinel monitor $MASTER_NAME $master $REDIS_PORT $QUORUM"
-    echo "sentinel down-after-milliseconds $MASTER_NAME $DOWN_AFTER_MS"
-    echo "sentinel failover-timeout $MASTER_NAME $FAILOVER_TIMEOUT_MS"
-    echo "sentinel parallel-syncs $MASTER_NAME 1"
+    printf '%s\n' "bind $SENTINEL_BIND"
+    printf '%s\n' "port $SENTINEL_PORT"
+    printf '%s\n' "dir $CONF_DIR"
+    printf '%s\n' "protected-mode no"
+    printf '%s\n' "sentinel resolve-hostnames yes"
+    printf '%s\n' "sentinel announce-hostnames yes"
+    printf '%s\n' "sentinel announce-ip $MY_HOST"
+    printf '%s\n' "sentinel monitor $MASTER_NAME $master $REDIS_PORT $QUORUM"
+    printf '%s\n' "sentinel down-after-milliseconds $MASTER_NAME $DOWN_AFTER_MS"
+    printf '%s\n' "sentinel failover-timeout $MASTER_NAME $FAILOVER_TIMEOUT_MS"
+    printf '%s\n' "sentinel parallel-syncs $MASTER_NAME 1"
     if [ -n "$REDIS_PASSWORD" ]; then
         # Clients and the other Sentinels authenticate with the same password.
-        echo "requirepass \"$REDIS_PASSWORD\""
-        echo "sentinel auth-pass $MASTER_NAME \"$REDIS_PASSWORD\""
+        printf '%s\n' "requirepass $(config_quoted "$REDIS_PASSWORD")"
+        printf '%s\n' "sentinel auth-pass $MASTER_NAME $(config_quoted "$REDIS_PASSWORD")"
     fi
 } >"$conf"
 
