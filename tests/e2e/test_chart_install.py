@@ -158,6 +158,10 @@ def test_install_upgrade_uninstall(
         }
 
     before = generations()
+    generated = {
+        name: cluster.get_json("secret", name, namespace=namespace)["data"]
+        for name in ("stalk-redis", "stalk-flower-auth")
+    }
     helm(
         local_cluster,
         "upgrade",
@@ -169,6 +173,10 @@ def test_install_upgrade_uninstall(
         "taskQueues[0].scaling.maxReplicas=3",
     )
     assert generations() == before, "only what changed rolls: no pod template changed"
+    for name, data in generated.items():
+        assert cluster.get_json("secret", name, namespace=namespace)["data"] == data, (
+            f"{name}: a generated password must survive an upgrade"
+        )
     assert set(before) >= {
         "Deployment/stalk-operator",
         "Deployment/stalk-flower",

@@ -21,7 +21,7 @@ from stalk_broker.endpoint import BrokerEndpoint, connect
 from stalk_devenv.process import ManagedProcess, wait_until
 from stalk_devenv.redis import redis_available
 
-PASSWORD = "s3cret \"quoted\" \\back $pace"  # what a Secret of your own may hold
+PASSWORD = 's3cret "quoted" \\back $pace'  # what a Secret of your own may hold
 DOWN_AFTER_MS = 1000
 
 pytestmark = pytest.mark.skipif(
