@@ -136,6 +136,9 @@ def build_deployment(taskqueue: TaskQueue) -> dict[str, Any]:
     if worker.env_from:
         container["envFrom"] = [dict(s) for s in worker.env_from]
     pod_spec: dict[str, Any] = {
+        # No Service env vars: they can collide with STALK_* settings and grow with the
+        # namespace. The user's pod template may turn them back on.
+        "enableServiceLinks": False,
         **dict(worker.pod_template),
         "terminationGracePeriodSeconds": worker.termination_grace_period_seconds,
         "securityContext": {

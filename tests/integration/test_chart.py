@@ -218,3 +218,22 @@ def test_worker_pods_reach_the_bundled_redis_through_its_sentinels(helm):
             "name": "stalk-redis",
             "key": "redis-password",
         }, name
+
+
+def test_no_pod_gets_service_links(helm):
+    """Kubernetes would inject STALK_<SERVICE>_PORT-style variables for the release's
+    Services (named stalk-*), beside the STALK_* settings."""
+    from stalk_operator.model import parse_taskqueue
+    from stalk_operator.settings import OperatorSettings
+    from stalk_operator.workload import build_deployment
+
+    docs = render(helm, *RENDERINGS["everything-values"])
+    pods = [d["spec"]["template"]["spec"] for d in docs if "template" in d.get("spec", {})]
+    pods += [d["spec"] for d in docs if d["kind"] == "Pod"]
+    taskqueue = parse_taskqueue(
+        {"metadata": {"namespace": "n", "name": "t"}, "spec": {"queues": ["q"]}},
+        OperatorSettings.from_environ({}),
+    )
+    pods.append(build_deployment(taskqueue)["spec"]["template"]["spec"])
+    assert len(pods) >= 6
+    assert all(pod.get("enableServiceLinks") is False for pod in pods)
