@@ -30,7 +30,7 @@ from typing import Any
 
 from stalk_devenv.controlplane import REPO_ROOT, ControlPlane, find_binaries
 from stalk_devenv.kubelet import ProcessKubelet
-from stalk_devenv.process import free_port
+from stalk_devenv.process import free_port, wait_until
 from stalk_devenv.redis import RedisServer
 from stalk_devenv.stack import CRDS, WORKER_LABELS
 
@@ -158,17 +158,14 @@ def table(cluster: ControlPlane) -> list[dict[str, Any]]:
     return rows
 
 
-def wait_for_release(stack: Stack) -> None:
-    deadline = time.monotonic() + 60
-    while len(stack.release.running_pods()) < 3:  # operator, Flower, beat
-        if time.monotonic() > deadline:
-            raise RuntimeError("the release's pods did not start")
-        time.sleep(0.5)
-
-
 def run(workdir: Path) -> int:
     with stack(workdir) as st:
-        wait_for_release(st)
+        wait_until(
+            lambda: len(st.release.running_pods()) >= 3,  # operator, Flower, beat
+            60,
+            "the release's pods to run",
+            interval=0.5,
+        )
         objects = st.cluster.kubectl(
             "get",
             "all,secret,configmap,sa,role,rolebinding",

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
-from chart import CHART, KUBE_VERSION, RENDERINGS, helm_binary
+from chart import CHART, KUBE_VERSION, RENDERINGS, ROOT, helm_binary
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="module")

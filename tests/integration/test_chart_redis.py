@@ -157,12 +157,32 @@ class RedisGroup:
                 return False
         return self.sentinel_view() == set(masters)
 
+    def switched_from(self, old: Node) -> bool:
+        """Every live Sentinel names one master, and it is not ``old``."""
+        views = self.sentinel_view()
+        return len(views) == 1 and views != {old.host}
+
+    def sentinel_url(self) -> str:
+        """How a client finds the group: the chart's sentinel:// URL form."""
+        return ";".join(f"sentinel://{n.host}:{self.sentinel_port}/0" for n in self.nodes)
+
     def endpoint(self) -> BrokerEndpoint:
-        """How a client sees the group: the chart's sentinel:// URL form."""
-        url = ";".join(f"sentinel://{n.host}:{self.sentinel_port}/0" for n in self.nodes)
         return BrokerEndpoint.from_url(
-            url, master_name="mymaster", password=PASSWORD, sentinel_password=PASSWORD
+            self.sentinel_url(),
+            master_name="mymaster",
+            password=PASSWORD,
+            sentinel_password=PASSWORD,
         )
+
+    def celery_env(self, scratch: Path) -> dict[str, str]:
+        """The STALK_* settings the chart gives every Celery process of this group."""
+        return {
+            "STALK_BROKER_URL": self.sentinel_url(),
+            "STALK_SENTINEL_MASTER": "mymaster",
+            "STALK_REDIS_PASSWORD": PASSWORD,
+            "STALK_SENTINEL_PASSWORD": PASSWORD,
+            "STALK_SCRATCH_DIR": str(scratch),
+        }
 
 
 @pytest.fixture
@@ -270,12 +290,8 @@ def test_master_killed_replica_promoted_and_old_master_rejoins(redis_group):
     killed_at = time.monotonic()
     old.redis.kill()
 
-    def switched() -> bool:
-        views = redis_group.sentinel_view()
-        return len(views) == 1 and views != {old.host}
-
     try:
-        wait_until(switched, 30, "the Sentinels to switch master")
+        wait_until(lambda: redis_group.switched_from(old), 30, "the Sentinels to switch master")
     except TimeoutError:
         pytest.fail(f"no promotion:\n{logs(redis_group)}")
     print(f"\nfailover: master killed -> Sentinels switched in {time.monotonic() - killed_at:.1f}s")
@@ -346,15 +362,7 @@ def test_celery_through_the_sentinels_survives_a_failover(redis_group, workers, 
     with no reconfiguration, and lose no task."""
     start_all_at_once(redis_group)
     wait_until(redis_group.healthy, 30, "the group to settle")
-    env = {
-        "STALK_BROKER_URL": ";".join(
-            f"sentinel://{n.host}:{redis_group.sentinel_port}/0" for n in redis_group.nodes
-        ),
-        "STALK_SENTINEL_MASTER": "mymaster",
-        "STALK_REDIS_PASSWORD": PASSWORD,
-        "STALK_SENTINEL_PASSWORD": PASSWORD,
-        "STALK_SCRATCH_DIR": str(tmp_path / "scratch"),
-    }
+    env = redis_group.celery_env(tmp_path / "scratch")
     workers.start(env, queues=("default",), concurrency=2)
     with client_app(env) as app:
         before = [app.send_task(ADD, args=(i, i)) for i in range(5)]
@@ -362,13 +370,7 @@ def test_celery_through_the_sentinels_survives_a_failover(redis_group, workers, 
 
         old = next(n for n in redis_group.nodes if n.host == redis_group.masters()[0])
         old.redis.kill()
-        wait_until(
-            lambda: (
-                len(redis_group.sentinel_view()) == 1 and redis_group.sentinel_view() != {old.host}
-            ),
-            30,
-            "the Sentinels to switch master",
-        )
+        wait_until(lambda: redis_group.switched_from(old), 30, "the Sentinels to switch master")
         wait_until(
             lambda: redis_group.masters() == sorted(redis_group.sentinel_view()),
             30,
@@ -395,15 +397,7 @@ def test_failover_under_load_with_the_chart_defaults(workers, tmp_path):
     with run_group(render_redis(), tmp_path / "group") as group:
         start_all_at_once(group)
         wait_until(group.healthy, 30, "the group to settle")
-        env = {
-            "STALK_BROKER_URL": ";".join(
-                f"sentinel://{n.host}:{group.sentinel_port}/0" for n in group.nodes
-            ),
-            "STALK_SENTINEL_MASTER": "mymaster",
-            "STALK_REDIS_PASSWORD": PASSWORD,
-            "STALK_SENTINEL_PASSWORD": PASSWORD,
-            "STALK_SCRATCH_DIR": str(tmp_path / "scratch"),
-        }
+        env = group.celery_env(tmp_path / "scratch")
         workers.start(env, queues=("default",), concurrency=4)
         with client_app(env) as app:
             # Only ids are kept: an AsyncResult left for the garbage collector after the
