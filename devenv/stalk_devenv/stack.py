@@ -11,6 +11,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from stalk_config import conventions
+
 from stalk_devenv.controlplane import REPO_ROOT, ControlPlane
 from stalk_devenv.process import ManagedProcess, free_port
 
@@ -19,7 +21,7 @@ CRDS = (
     REPO_ROOT / "manifests" / "crd" / "kopf.dev_peerings.yaml",
 )
 RBAC = REPO_ROOT / "manifests" / "operator" / "rbac.yaml"
-WORKER_LABELS = {"app.kubernetes.io/managed-by": "stalk-operator"}
+WORKER_LABELS = {"app.kubernetes.io/managed-by": conventions.WORKER_MANAGED_BY}
 
 
 def grant_operator(control_plane: ControlPlane, namespace: str) -> None:

@@ -22,6 +22,7 @@ from lightkube.types import PatchType
 from stalk_broker import WorkerLoad
 
 from stalk_operator import API_GROUP, API_VERSION, TASKQUEUE_PLURAL
+from stalk_operator.broker.credentials import SecretUnavailableError
 from stalk_operator.model import SecretKey
 from stalk_operator.scaling.victims import DELETION_COST_ANNOTATION, deletion_costs
 
@@ -33,8 +34,8 @@ TaskQueueResource = create_namespaced_resource(
 )
 
 
-class SecretUnavailableError(Exception):
-    """A referenced Secret or key is missing; the message names it (never its value)."""
+class DeploymentNotOwnedError(Exception):
+    """The worker Deployment's name is taken by an object this TaskQueue does not own."""
 
 
 class Kubernetes:
@@ -46,23 +47,23 @@ class Kubernetes:
 
         A plain create (not an apply) sets the first replica count, so that later template
         applies, which omit ``spec.replicas``, never own or reset it, and a pool with
-        ``minReplicas: 0`` never starts a pod it does not need.
+        ``minReplicas: 0`` never starts a pod it does not need. A Deployment of that name
+        that the manifest's owner does not control is never written.
         """
         name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
         try:
-            await self.client.get(Deployment, name, namespace=namespace)
+            existing = await self.client.get(Deployment, name, namespace=namespace)
+            _check_owner(existing, manifest)
         except ApiError as exc:
             if exc.status.code != 404:
                 raise
+            # A create that loses a race with another writer fails (409), and the next
+            # attempt checks the winner's owner like any existing Deployment.
             body = {**manifest, "spec": {**manifest["spec"], "replicas": initial_replicas}}
-            try:
-                await self.client.create(
-                    cast(Deployment, Deployment.from_dict(body)), field_manager=REPLICAS_MANAGER
-                )
-                return
-            except ApiError as conflict:
-                if conflict.status.code != 409:
-                    raise
+            await self.client.create(
+                cast(Deployment, Deployment.from_dict(body)), field_manager=REPLICAS_MANAGER
+            )
+            return
         await self.client.patch(
             Deployment,
             name,
@@ -125,7 +126,7 @@ class Kubernetes:
             patch_type=PatchType.MERGE,
         )
 
-    async def secret_value(self, namespace: str, ref: SecretKey | None) -> str | None:
+    async def secret(self, namespace: str, ref: SecretKey | None) -> str | None:
         if ref is None:
             return None
         try:
@@ -138,3 +139,17 @@ class Kubernetes:
         if ref.key not in data:
             raise SecretUnavailableError(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
         return base64.b64decode(data[ref.key]).decode()
+
+
+def _check_owner(existing: Deployment, manifest: Mapping[str, Any]) -> None:
+    (owner,) = manifest["metadata"]["ownerReferences"]
+    refs = (existing.metadata.ownerReferences if existing.metadata else None) or []
+    controller = next((r for r in refs if r.controller), None)
+    if controller is not None and controller.uid == owner["uid"]:
+        return
+    name = f"Deployment {manifest['metadata']['namespace']}/{manifest['metadata']['name']}"
+    if controller is None:
+        raise DeploymentNotOwnedError(f"{name} exists and is not Stalk's: delete or rename it")
+    raise DeploymentNotOwnedError(
+        f"{name} belongs to {controller.kind} {controller.name} (uid {controller.uid})"
+    )

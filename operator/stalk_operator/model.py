@@ -1,21 +1,23 @@
-"""A TaskQueue object as typed values, with the operator's defaults filled in.
+"""A TaskQueue object as typed values: the one place that knows the CRD's field names.
 
-The API server has already applied the CRD's defaults and refused invalid objects; this
-parse is where the operator's own defaults (broker, image) come in, and the one place
-that knows the field names of the CRD.
+The API server has applied the CRD's defaults (its schema is their one source) and
+refused invalid objects before the operator sees one, so fields with a default are read
+as present. What comes in here is the operator's own configuration: the broker and image
+of TaskQueues that name none, and values derived from other fields.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from stalk_broker import DEFAULT_PRIORITY_STEPS, BrokerEndpoint, KeyLayout
+from stalk_broker import BrokerEndpoint, KeyLayout
 
 from stalk_operator.settings import OperatorSettings
 
 GRACE_MARGIN_SECONDS = 30
+"""Added to the task time limit for the pods' termination grace period."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,14 @@ class BrokerSpec:
     is_default: bool
     """Whether this is the operator's default broker (its password comes from settings)."""
 
+    @property
+    def sentinel(self) -> bool:
+        return self.url.startswith("sentinel://")
+
     def endpoint(self, password: str | None, sentinel_password: str | None) -> BrokerEndpoint:
         return BrokerEndpoint.from_url(
             self.url,
-            master_name=self.master_name if self.url.startswith("sentinel://") else None,
+            master_name=self.master_name if self.sentinel else None,
             password=password,
             sentinel_password=sentinel_password,
             db=self.db,
@@ -73,18 +79,20 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class ScalingPolicy:
-    min_replicas: int = 1
-    max_replicas: int = 10
-    target_per_replica: int = 2
-    activation_backlog: int = 0
-    poll_interval_seconds: int = 1
-    up_window_seconds: int = 0
-    up_max_step: int | None = None
-    down_window_seconds: int = 60
-    down_max_step: int | None = None
-    down_step_interval_seconds: int = 15
-    fallback_replicas: int | None = None
-    paused: bool = False
+    """``spec.scaling``; see the CRD for each field's meaning and default."""
+
+    min_replicas: int
+    max_replicas: int
+    target_per_replica: int
+    activation_backlog: int
+    poll_interval_seconds: int
+    up_window_seconds: int
+    up_max_step: int | None
+    down_window_seconds: int
+    down_max_step: int | None
+    down_step_interval_seconds: int
+    fallback_replicas: int | None
+    paused: bool
 
 
 @dataclass(frozen=True)
@@ -97,7 +105,10 @@ class TaskQueue:
     broker: BrokerSpec
     worker: WorkerSpec
     scaling: ScalingPolicy
-    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.namespace, self.name
 
     @property
     def pool(self) -> str:
@@ -110,59 +121,58 @@ class TaskQueue:
 
 
 def parse_taskqueue(body: Mapping[str, Any], settings: OperatorSettings) -> TaskQueue:
-    meta = body["metadata"]
-    spec = body.get("spec") or {}
-    worker = _parse_worker(spec.get("worker") or {}, settings)
+    meta, spec = body["metadata"], body["spec"]
+    worker = _parse_worker(spec["worker"], settings)
     return TaskQueue(
         namespace=meta["namespace"],
         name=meta["name"],
         uid=meta.get("uid", ""),
         generation=int(meta.get("generation", 0)),
         queues=tuple(spec["queues"]),
-        broker=_parse_broker(spec.get("broker") or {}, settings),
+        broker=_parse_broker(spec["broker"], settings),
         worker=worker,
-        scaling=_parse_scaling(spec.get("scaling") or {}, worker.concurrency),
-        labels=dict(meta.get("labels") or {}),
+        scaling=_parse_scaling(spec["scaling"], worker.concurrency),
     )
 
 
-def _secret_key(ref: Mapping[str, str] | None) -> SecretKey | None:
-    return SecretKey(ref["name"], ref["key"]) if ref else None
+def _secret_key(ref: Mapping[str, str] | tuple[str, str] | None) -> SecretKey | None:
+    if not ref:
+        return None
+    return SecretKey(*ref) if isinstance(ref, tuple) else SecretKey(ref["name"], ref["key"])
 
 
 def _parse_broker(spec: Mapping[str, Any], settings: OperatorSettings) -> BrokerSpec:
     url = spec.get("url")
     is_default = url is None
-    default_ref = settings.password_secret_ref
-    default_sentinel_ref = settings.sentinel_password_secret_ref
-    layout = KeyLayout(
-        global_keyprefix=spec.get("globalKeyprefix", ""),
-        priority_steps=tuple(sorted(spec.get("prioritySteps") or DEFAULT_PRIORITY_STEPS)),
-    )
+    default_ref = settings.password_secret_ref if is_default else None
+    default_sentinel_ref = settings.sentinel_password_secret_ref if is_default else None
+    steps = spec.get("prioritySteps")
+    layout = KeyLayout(global_keyprefix=spec.get("globalKeyprefix", ""))
+    if steps:
+        layout = KeyLayout(layout.global_keyprefix, priority_steps=tuple(sorted(steps)))
     return BrokerSpec(
         url=url or settings.default_broker_url,
         master_name=spec.get("masterName")
         or (settings.default_sentinel_master if is_default else None),
         db=spec.get("db"),
-        password=_secret_key(spec.get("passwordSecretRef"))
-        or (SecretKey(*default_ref) if is_default and default_ref else None),
+        password=_secret_key(spec.get("passwordSecretRef")) or _secret_key(default_ref),
         sentinel_password=_secret_key(spec.get("sentinelPasswordSecretRef"))
-        or (SecretKey(*default_sentinel_ref) if is_default and default_sentinel_ref else None),
+        or _secret_key(default_sentinel_ref),
         layout=layout,
         is_default=is_default,
     )
 
 
 def _parse_worker(spec: Mapping[str, Any], settings: OperatorSettings) -> WorkerSpec:
-    time_limit = int(spec.get("taskTimeLimitSeconds", 330))
+    time_limit = int(spec["taskTimeLimitSeconds"])
     grace = spec.get("terminationGracePeriodSeconds")
     return WorkerSpec(
         image=spec.get("image") or settings.default_worker_image,
         image_pull_policy=spec.get("imagePullPolicy") or settings.default_image_pull_policy,
-        app=spec.get("app", "stalk_worker.app"),
-        concurrency=int(spec.get("concurrency", 2)),
-        pool=spec.get("pool", "prefork"),
-        prefetch_multiplier=int(spec.get("prefetchMultiplier", 1)),
+        app=spec["app"],
+        concurrency=int(spec["concurrency"]),
+        pool=spec["pool"],
+        prefetch_multiplier=int(spec["prefetchMultiplier"]),
         max_tasks_per_child=spec.get("maxTasksPerChild"),
         task_time_limit_seconds=time_limit,
         termination_grace_period_seconds=int(
@@ -183,19 +193,18 @@ def _parse_worker(spec: Mapping[str, Any], settings: OperatorSettings) -> Worker
 
 
 def _parse_scaling(spec: Mapping[str, Any], concurrency: int) -> ScalingPolicy:
-    up = spec.get("scaleUp") or {}
-    down = spec.get("scaleDown") or {}
+    up, down = spec["scaleUp"], spec["scaleDown"]
     return ScalingPolicy(
-        min_replicas=int(spec.get("minReplicas", 1)),
-        max_replicas=int(spec.get("maxReplicas", 10)),
+        min_replicas=int(spec["minReplicas"]),
+        max_replicas=int(spec["maxReplicas"]),
         target_per_replica=int(spec.get("targetTasksPerReplica") or concurrency),
-        activation_backlog=int(spec.get("activationBacklog", 0)),
-        poll_interval_seconds=int(spec.get("pollIntervalSeconds", 1)),
-        up_window_seconds=int(up.get("stabilizationWindowSeconds", 0)),
+        activation_backlog=int(spec["activationBacklog"]),
+        poll_interval_seconds=int(spec["pollIntervalSeconds"]),
+        up_window_seconds=int(up["stabilizationWindowSeconds"]),
         up_max_step=up.get("maxStepReplicas"),
-        down_window_seconds=int(down.get("stabilizationWindowSeconds", 60)),
+        down_window_seconds=int(down["stabilizationWindowSeconds"]),
         down_max_step=down.get("maxStepReplicas"),
-        down_step_interval_seconds=int(down.get("stepIntervalSeconds", 15)),
+        down_step_interval_seconds=int(down["stepIntervalSeconds"]),
         fallback_replicas=spec.get("fallbackReplicas"),
-        paused=bool(spec.get("paused", False)),
+        paused=bool(spec["paused"]),
     )

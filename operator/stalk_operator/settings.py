@@ -72,6 +72,12 @@ class OperatorSettings:
         10.0,
         "A worker load record older than this is ignored (its worker is gone).",
     )
+    liveness_stale_seconds: float = env(
+        "STALK_LIVENESS_STALE_SECONDS",
+        60.0,
+        "`/healthz` fails when a broker poller has not finished a cycle, or a TaskQueue's "
+        "write has not returned, for this long: Kubernetes then restarts a wedged operator.",
+    )
     metrics_port: int = env("STALK_METRICS_PORT", 8080, "Port of the Prometheus `/metrics`.")
     health_port: int = env("STALK_HEALTH_PORT", 8081, "Port of kopf's liveness `/healthz`.")
     peering: str = env(

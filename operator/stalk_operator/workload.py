@@ -7,17 +7,47 @@ never resets the replica count and the autoscaler never fights the reconciler.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from stalk_config import conventions
 
 from stalk_operator import API_GROUP, API_VERSION
 from stalk_operator.model import TaskQueue
 
 WORKER_CONTAINER = "worker"
 TASKQUEUE_LABEL = "stalk.dev/taskqueue"
-MANAGED_BY = "stalk-operator"
+MANAGED_BY = conventions.WORKER_MANAGED_BY
 HEARTBEAT_FILE = "/tmp/stalk-heartbeat"  # noqa: S108 - on the pod's own emptyDir
 SOFT_LIMIT_MARGIN_SECONDS = 30
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """What the operator keeps in memory of a worker Deployment, from its watch."""
+
+    replicas: int
+    ready: int
+    current: int
+    owner: tuple[str, str, str] | None
+    """``(kind, name, uid)`` of the controlling owner, if any."""
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> DeploymentState:
+        spec, status = body.get("spec") or {}, body.get("status") or {}
+        refs = (body.get("metadata") or {}).get("ownerReferences") or []
+        owner = next(((r["kind"], r["name"], r["uid"]) for r in refs if r.get("controller")), None)
+        return cls(
+            replicas=int(spec.get("replicas", 1)),
+            ready=int(status.get("readyReplicas") or 0),
+            current=int(status.get("replicas") or 0),
+            owner=owner,
+        )
+
+    def owned_by(self, uid: str) -> bool:
+        return self.owner is not None and self.owner[2] == uid
 
 
 def selector_labels(taskqueue: TaskQueue) -> dict[str, str]:
@@ -143,9 +173,9 @@ def build_deployment(taskqueue: TaskQueue) -> dict[str, Any]:
         "terminationGracePeriodSeconds": worker.termination_grace_period_seconds,
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "fsGroup": 10001,
+            "runAsUser": conventions.RUNTIME_UID,
+            "runAsGroup": conventions.RUNTIME_UID,
+            "fsGroup": conventions.RUNTIME_UID,
             "seccompProfile": {"type": "RuntimeDefault"},
             **dict(worker.pod_template.get("securityContext") or {}),
         },

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from kube import Cluster, require_binaries, wait_for
-from operator_harness import CRDS, OperatorProcess, grant_operator
 from stalk_devenv.controlplane import ControlPlane
 from stalk_devenv.kubelet import ProcessKubelet
+from stalk_devenv.stack import CRDS, OperatorProcess, grant_operator
 
 pytestmark = pytest.mark.e2e
 

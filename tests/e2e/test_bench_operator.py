@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from kube import ReplicaWatch, wait_for
-from operator_harness import taskqueue
-from test_operator_workers import grace_scenario
+from scenarios import grace_scenario
+from taskqueues import taskqueue
 from workers import client_app, client_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.bench]
@@ -98,8 +98,8 @@ def test_grace_with_and_without_deletion_cost(
 
 
 def _grace_in(namespace, cluster, request, redis_db, redis_password, deletion_cost):
-    from operator_harness import OperatorProcess, grant_operator
     from stalk_devenv.kubelet import ProcessKubelet
+    from stalk_devenv.stack import OperatorProcess, grant_operator
 
     control_plane = cluster.control_plane
     tmp = Path(request.config._tmp_path_factory.mktemp(namespace))

@@ -12,6 +12,7 @@ import pytest
 from kube import wait_for
 from stalk_devenv.controlplane import REPO_ROOT
 from stalk_devenv.process import free_port
+from stalk_devenv.stack import WORKER_LABELS
 from workers import client_app, client_env
 
 pytestmark = pytest.mark.e2e
@@ -65,7 +66,7 @@ def test_install_upgrade_uninstall(
 ):
     cluster.create_secret(namespace, "redis", password=redis_password)
     operator_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "operator"})
-    process_kubelet(namespace, {"app.kubernetes.io/managed-by": "stalk-operator"})
+    process_kubelet(namespace, WORKER_LABELS)
     flower_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "flower"})
     beat_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "beat"})
     flower_port = free_port()

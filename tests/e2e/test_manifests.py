@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from kube import wait_for
-from operator_harness import taskqueue
 from stalk_devenv.controlplane import REPO_ROOT
+from taskqueues import taskqueue
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 from kube import ReplicaWatch, wait_for
-from operator_harness import taskqueue
+from taskqueues import taskqueue
 from workers import client_app, client_env
 
 pytestmark = pytest.mark.e2e

@@ -6,8 +6,8 @@ import json
 
 import pytest
 from kube import ReplicaWatch, wait_for
-from operator_harness import taskqueue
 from stalk_devenv.redis import RedisServer
+from taskqueues import taskqueue
 from workers import client_app, client_env
 
 pytestmark = pytest.mark.e2e

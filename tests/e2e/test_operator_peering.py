@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from kube import ReplicaWatch, wait_for
-from operator_harness import taskqueue
+from taskqueues import taskqueue
 
 pytestmark = pytest.mark.e2e
 

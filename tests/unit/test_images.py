@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from stalk_config import conventions
 
 ROOT = Path(__file__).parents[2]
 DOCKERFILES = [ROOT / "Dockerfile.worker", ROOT / "Dockerfile.operator"]
@@ -30,7 +31,8 @@ def test_runs_as_non_root_with_a_cached_dependency_layer(dockerfile):
     lines = [line.strip() for line in dockerfile.read_text().splitlines()]
     assert lines[0] == "# syntax=docker/dockerfile:1", "a parser directive must come first"
     final_stage = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM")) :]
-    assert "USER 10001:10001" in final_stage
+    assert f"ARG STALK_UID={conventions.RUNTIME_UID}" in final_stage
+    assert "USER ${STALK_UID}:${STALK_UID}" in final_stage
     deps = next(i for i, line in enumerate(lines) if "pip install" in line and "[" in line)
     code = next(i for i, line in enumerate(lines) if line.startswith("COPY common/"))
     assert deps < code, "dependencies must be installed before the code is copied"

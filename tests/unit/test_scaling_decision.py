@@ -7,11 +7,11 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stalk_operator.model import ScalingPolicy
 from stalk_operator.scaling import History, Load, Reason, decide
 from stalk_operator.scaling.decision import recommend
+from taskqueues import policy
 
-POLICY = ScalingPolicy(
+POLICY = policy(
     min_replicas=0,
     max_replicas=20,
     target_per_replica=2,
@@ -128,7 +128,7 @@ def test_restart_history_prevents_an_immediate_scale_down():
 
 
 policies = st.builds(
-    ScalingPolicy,
+    policy,
     min_replicas=st.integers(0, 5),
     max_replicas=st.integers(5, 50),
     target_per_replica=st.integers(1, 10),

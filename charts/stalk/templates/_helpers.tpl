@@ -59,9 +59,9 @@ app.kubernetes.io/component: operator
 {{/* Pod and container security defaults: non-root, no privilege, read-only root. */}}
 {{- define "stalk.podSecurityContext" -}}
 runAsNonRoot: true
-runAsUser: 10001
-runAsGroup: 10001
-fsGroup: 10001
+runAsUser: {{ include "stalk.uid" . }}
+runAsGroup: {{ include "stalk.uid" . }}
+fsGroup: {{ include "stalk.uid" . }}
 seccompProfile:
   type: RuntimeDefault
 {{- end }}

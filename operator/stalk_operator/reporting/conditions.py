@@ -6,11 +6,12 @@ tell how long a TaskQueue has been in its state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from stalk_operator.faults import DEPLOYMENT_NOT_OWNED, SECRET_UNAVAILABLE, Fault
 from stalk_operator.scaling import Reason
 
 READY = "Ready"
@@ -30,6 +31,15 @@ class Condition:
 
 def timestamp(now: float) -> str:
     return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def broker_condition(error: str | None, broker: str) -> Condition:
@@ -54,12 +64,37 @@ def ready_condition(desired: int, ready: int) -> Condition:
     return Condition(READY, "False", "ReplicasNotReady", f"{ready}/{desired} replicas ready")
 
 
+def fault_condition(fault: Fault) -> Condition:
+    """What stops the loop from acting, on the condition it concerns: the Deployment's
+    on Ready, a broker Secret's on BrokerReachable, anything else on Scaling."""
+    kind = {
+        DEPLOYMENT_NOT_OWNED: READY,
+        SECRET_UNAVAILABLE: BROKER_REACHABLE,
+    }.get(fault.reason, SCALING)
+    return Condition(kind, "False", fault.reason, fault.message)
+
+
+def with_fault(found: Sequence[Condition], fault: Fault | None) -> list[Condition]:
+    """``found``, with the fault's condition in place of the one of its type."""
+    if fault is None:
+        return list(found)
+    shown = fault_condition(fault)
+    return [shown if c.type == shown.type else c for c in found]
+
+
+def blocked_condition(reason: str, message: str) -> Condition:
+    """Why the worker Deployment cannot be run, in place of the Ready condition."""
+    return Condition(READY, "False", reason, message)
+
+
 def merge_conditions(
-    previous: Iterable[Mapping[str, Any]], current: Iterable[Condition], generation: int, now: float
+    previous: Iterable[Mapping[str, Any]], current: Sequence[Condition], generation: int, now: float
 ) -> list[dict[str, Any]]:
-    """The new conditions list, keeping transition times of unchanged statuses."""
+    """The new conditions list, keeping transition times of unchanged statuses and the
+    conditions ``current`` does not mention."""
     before = {c.get("type"): c for c in previous}
-    merged = []
+    mentioned = {c.type for c in current}
+    merged = [dict(c) for c in previous if c.get("type") not in mentioned]
     for condition in current:
         old = before.get(condition.type)
         changed = old is None or old.get("status") != condition.status

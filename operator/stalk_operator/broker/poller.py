@@ -5,8 +5,11 @@ its queues and the in-flight work of its workers, in one read-only script call
 (:mod:`stalk_broker.pool_reader`): 1,000 TaskQueues cost one round trip and one small
 reply. Per-pod loads are read only when a scale-down needs them.
 
-The result is a :class:`Snapshot` the per-TaskQueue loops wait for; a failed round trip
-is a snapshot with an error, so every loop on the broker learns of it at once.
+Each cycle ends in a :class:`Snapshot` handed to ``deliver`` with the pools subscribed
+(the fleet, which passes it to each pool's loop). A failed round trip is a snapshot with
+an error, so every loop on the broker learns of it at once. A pool whose reading did not
+change keeps the same :class:`PoolObservation` object, so its loop can tell "nothing new"
+by identity.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 import redis.asyncio
@@ -28,12 +30,13 @@ from stalk_broker.pool_reader import (
     POLL_SET_TTL_SECONDS,
     READ_POOLS_SCRIPT,
     PoolQuery,
+    PoolReading,
     poll_set,
     script_arguments,
     split_reply,
 )
 
-from stalk_operator.metrics import Metrics
+from stalk_operator.reporting.metrics import Metrics
 from stalk_operator.scaling import Load
 
 logger = logging.getLogger(__name__)
@@ -76,6 +79,9 @@ class Snapshot:
     taken_at: float
     """Wall-clock time the round trip completed."""
 
+    broker: str
+    """The broker's location, without secrets."""
+
     pools: Mapping[str, PoolObservation] = field(default_factory=dict)
     error: str | None = None
     """Why the broker could not be read (no secrets); ``None`` when it was."""
@@ -89,6 +95,7 @@ class BrokerPoller:
         endpoint: BrokerEndpoint,
         *,
         metrics: Metrics,
+        deliver: Callable[[Snapshot, tuple[str, ...]], None],
         timeout_seconds: float = 2.0,
         stale_after_seconds: float = 10.0,
         client_factory: Callable[..., redis.asyncio.Redis] = connect_async,
@@ -97,6 +104,7 @@ class BrokerPoller:
         self.endpoint = endpoint
         self.label = endpoint.describe()
         self._metrics = metrics
+        self._deliver = deliver
         self._stale_after = stale_after_seconds
         self._clock = clock
         self._client = client_factory(endpoint, socket_timeout=timeout_seconds)
@@ -108,34 +116,50 @@ class BrokerPoller:
         ]
         self._poll_set_for: list[PoolQuery] | None = None
         self._subscriptions: dict[str, Subscription] = {}
-        self._latest = Snapshot(sequence=0, taken_at=0.0)
-        self._changed = asyncio.Condition()
+        self._observed: dict[str, tuple[PoolReading, PoolObservation]] = {}
+        self._sequence = 0
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def latest(self) -> Snapshot:
-        return self._latest
+        self.last_cycle_at = 0.0
+        """Monotonic time the last cycle ended, for the operator's liveness check."""
 
     @property
     def interval(self) -> float:
         return min((s.interval_seconds for s in self._subscriptions.values()), default=1.0)
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def subscription(self, pool: str) -> Subscription | None:
+        return self._subscriptions.get(pool)
+
     def subscribe(self, subscription: Subscription) -> None:
         self._subscriptions[subscription.pool] = subscription
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name=f"poller {self.label}")
+        self.ensure_running()
 
-    async def unsubscribe(self, pool: str) -> bool:
-        """Drop a pool; returns True when none is left and the poller has stopped."""
+    def unsubscribe(self, pool: str) -> bool:
+        """Drop a pool; returns True when none is left (then :meth:`close` the poller)."""
         self._subscriptions.pop(pool, None)
-        if self._subscriptions or self._task is None:
+        self._observed.pop(pool, None)
+        return not self._subscriptions
+
+    def ensure_running(self) -> bool:
+        """(Re)start the polling task; returns True if it had to be started."""
+        if self.running:
             return False
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
-        await self._client.aclose()
+        if self._task is not None:
+            logger.error("poller of %s had stopped; restarting it", self.label)
+        self.last_cycle_at = time.monotonic()
+        self._task = asyncio.create_task(self.run(), name=f"poller {self.label}")
         return True
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._client.aclose()
 
     async def run(self) -> None:
         """Poll until cancelled. Nothing may end this loop: every TaskQueue on the broker
@@ -146,53 +170,56 @@ class BrokerPoller:
                 snapshot = await self.poll_once()
             except Exception as exc:
                 logger.exception("poll of %s failed unexpectedly", self.label)
-                snapshot = Snapshot(self._latest.sequence + 1, self._clock(), error=_describe(exc))
-            async with self._changed:
-                self._latest = snapshot
-                self._changed.notify_all()
-            elapsed = time.monotonic() - started
+                snapshot = self._failed(describe_error(exc))
+            try:
+                self._deliver(snapshot, tuple(self._subscriptions))
+            except Exception:
+                logger.exception("delivering a snapshot of %s failed", self.label)
+            self.last_cycle_at = time.monotonic()
+            elapsed = self.last_cycle_at - started
             await asyncio.sleep(max(0.0, self.interval - elapsed))
-
-    async def wait_after(self, sequence: int, timeout: float) -> Snapshot:
-        """The first snapshot newer than ``sequence`` (or the latest, after ``timeout``)."""
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._latest.sequence > sequence), timeout
-                )
-            return self._latest
 
     async def poll_once(self) -> Snapshot:
         subscriptions = list(self._subscriptions.values())
-        sequence = self._latest.sequence + 1
         started = time.perf_counter()
         try:
             readings = await self._round_trip(subscriptions)
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._metrics.broker_errors.labels(broker=self.label).inc()
             logger.warning("cannot read broker %s: %s", self.label, type(exc).__name__)
-            return Snapshot(sequence, self._clock(), error=_describe(exc))
+            return self._failed(describe_error(exc))
         finally:
             self._metrics.poll_duration.labels(broker=self.label).observe(
                 time.perf_counter() - started
             )
-        pools = {}
-        for subscription, reading in zip(subscriptions, readings, strict=True):
-            depths = tuple(
-                fold_queue_depths(subscription.layout, subscription.queues, reading.lengths)
-            )
-            pools[subscription.pool] = PoolObservation(
-                depths, reading.in_flight, reading.busy_workers
-            )
-            self._metrics.record_depths(subscription.pool, depths)
-        return Snapshot(sequence, self._clock(), pools=pools)
+        pools = {
+            subscription.pool: self._observation(subscription, reading)
+            for subscription, reading in zip(subscriptions, readings, strict=True)
+        }
+        self._sequence += 1
+        return Snapshot(self._sequence, self._clock(), self.label, pools=pools)
 
-    async def _round_trip(self, subscriptions: list[Subscription]) -> list[Any]:
+    def _failed(self, error: str) -> Snapshot:
+        self._sequence += 1
+        return Snapshot(self._sequence, self._clock(), self.label, error=error)
+
+    def _observation(self, subscription: Subscription, reading: PoolReading) -> PoolObservation:
+        """The pool's observation, the same object as last time if nothing changed."""
+        known = self._observed.get(subscription.pool)
+        if known is not None and known[0] == reading:
+            return known[1]
+        depths = tuple(fold_queue_depths(subscription.layout, subscription.queues, reading.lengths))
+        observation = PoolObservation(depths, reading.in_flight, reading.busy_workers)
+        self._observed[subscription.pool] = (reading, observation)
+        return observation
+
+    async def _round_trip(self, subscriptions: list[Subscription]) -> list[PoolReading]:
         if not subscriptions:
             return []
         queries = [s.query for s in subscriptions]
         if self._poll_set_for != queries:
             await self._write_poll_set(queries)
+            self._observed = {p: o for p, o in self._observed.items() if p in self._subscriptions}
         args = script_arguments(self._clock(), self._stale_after)
         reply = await self._read_pools(keys=self._poll_set_keys, args=args)
         if reply is None:  # the poll set is gone (a broker restart): write it again
@@ -213,9 +240,12 @@ class BrokerPoller:
         await pipe.execute()
         self._poll_set_for = queries
 
-    async def worker_loads(self, subscription: Subscription) -> dict[str, WorkerLoad]:
+    async def worker_loads(self, pool: str) -> dict[str, WorkerLoad]:
         """Fresh load records of one pool by pod name, for choosing scale-down victims."""
-        key = worker_state_key(subscription.pool, subscription.layout.global_keyprefix)
+        subscription = self._subscriptions.get(pool)
+        if subscription is None:
+            return {}
+        key = worker_state_key(pool, subscription.layout.global_keyprefix)
         records = await self._client.hgetall(key)
         now = self._clock()
         loads = {}
@@ -225,41 +255,9 @@ class BrokerPoller:
                 loads[pod.decode() if isinstance(pod, bytes) else str(pod)] = load
         return loads
 
-    def subscription(self, pool: str) -> Subscription | None:
-        return self._subscriptions.get(pool)
 
-
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """A short description of a failure for status and Events: the exception's type and
+    text (redis-py and httpx put no credentials in either)."""
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
-
-
-class PollerRegistry:
-    """The pollers of every broker in use, created on first use and stopped when unused."""
-
-    def __init__(self, factory: Callable[[BrokerEndpoint], BrokerPoller]) -> None:
-        self._factory = factory
-        self._pollers: dict[tuple[Any, ...], BrokerPoller] = {}
-        self._pool_broker: dict[str, tuple[Any, ...]] = {}
-
-    def __len__(self) -> int:
-        return len(self._pollers)
-
-    async def subscribe(self, endpoint: BrokerEndpoint, subscription: Subscription) -> BrokerPoller:
-        key = (*endpoint.identity, hash((endpoint.password, endpoint.sentinel_password)))
-        previous = self._pool_broker.get(subscription.pool)
-        if previous is not None and previous != key:
-            await self.unsubscribe(subscription.pool)
-        poller = self._pollers.get(key)
-        if poller is None:
-            poller = self._pollers[key] = self._factory(endpoint)
-        poller.subscribe(subscription)
-        self._pool_broker[subscription.pool] = key
-        return poller
-
-    async def unsubscribe(self, pool: str) -> None:
-        key = self._pool_broker.pop(pool, None)
-        if key is None or key not in self._pollers:
-            return
-        if await self._pollers[key].unsubscribe(pool):
-            del self._pollers[key]

@@ -1,0 +1,23 @@
+"""Reading brokers: one poller per broker for every TaskQueue on it, and the credentials
+each TaskQueue's broker is read with."""
+
+from stalk_operator.broker.credentials import SecretUnavailableError, resolve_endpoint
+from stalk_operator.broker.poller import (
+    BrokerPoller,
+    PoolObservation,
+    Snapshot,
+    Subscription,
+    describe_error,
+)
+from stalk_operator.broker.registry import PollerRegistry
+
+__all__ = [
+    "BrokerPoller",
+    "PollerRegistry",
+    "PoolObservation",
+    "SecretUnavailableError",
+    "Snapshot",
+    "Subscription",
+    "describe_error",
+    "resolve_endpoint",
+]

@@ -1,0 +1,83 @@
+"""What a TaskQueue's loop does when something fails: back off, say so once, carry on. Pure.
+
+A loop never ends on an error. The failure becomes a :class:`Fault` with a reason a user
+can act on; the loop retries after a backoff that grows to a few seconds, so it recovers
+within seconds of the cause going away. The log and the Events hear of a fault when it
+begins or changes, and once more when it ends, never once per retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import httpx2
+from lightkube.core.exceptions import ApiError
+
+from stalk_operator.actuation import DeploymentNotOwnedError
+from stalk_operator.broker import SecretUnavailableError
+
+BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 5.0)
+"""Waits after the 1st, 2nd, ... consecutive failure; the last one repeats."""
+
+KUBERNETES_UNREACHABLE = "KubernetesUnreachable"
+KUBERNETES_REFUSED = "KubernetesRefused"
+SECRET_UNAVAILABLE = "SecretUnavailable"  # noqa: S105 - a condition reason
+DEPLOYMENT_NOT_OWNED = "DeploymentNotOwned"
+INTERNAL_ERROR = "InternalError"
+
+
+@dataclass(frozen=True)
+class Fault:
+    reason: str
+    """CamelCase, for conditions and Events."""
+
+    message: str
+    """What failed, with no secret in it."""
+
+    since: float
+    attempts: int = 1
+    retry_at: float = 0.0
+
+    def retry(self, now: float) -> Fault:
+        return replace(self, attempts=self.attempts + 1, retry_at=now + backoff(self.attempts + 1))
+
+
+def backoff(attempts: int) -> float:
+    return BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1]
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """The reason and message of a failure."""
+    if isinstance(exc, SecretUnavailableError):
+        return SECRET_UNAVAILABLE, str(exc)
+    if isinstance(exc, DeploymentNotOwnedError):
+        return DEPLOYMENT_NOT_OWNED, str(exc)
+    if isinstance(exc, ApiError):
+        status = exc.status
+        return KUBERNETES_REFUSED, f"{status.code} {status.reason}: {status.message}"[:500]
+    if isinstance(exc, httpx2.HTTPError | OSError | TimeoutError):
+        return KUBERNETES_UNREACHABLE, f"{type(exc).__name__}: {exc}"[:500]
+    return INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500]
+
+
+@dataclass
+class FaultTracker:
+    current: Fault | None = None
+
+    def failed(self, reason: str, message: str, now: float) -> bool:
+        """Record a failure; True when it is news (a new fault, or a different one)."""
+        fault = self.current
+        if fault is not None and (fault.reason, fault.message) == (reason, message):
+            self.current = fault.retry(now)
+            return False
+        self.current = Fault(reason, message, since=now, retry_at=now + backoff(1))
+        return True
+
+    def succeeded(self) -> Fault | None:
+        """Clear the fault; returns the one that just ended, if any."""
+        ended, self.current = self.current, None
+        return ended
+
+    def waiting(self, now: float) -> bool:
+        """Whether the loop should hold off until the next retry."""
+        return self.current is not None and now < self.current.retry_at

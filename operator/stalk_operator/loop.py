@@ -1,0 +1,292 @@
+"""One TaskQueue's scaling loop: observe, decide, act, report.
+
+The broker's poller hands every snapshot to :meth:`TaskQueueLoop.offer`. Observing and
+deciding are synchronous and cheap, so an idle TaskQueue costs no task and no write;
+what needs the API server (apply the Deployment, mark deletion costs, patch replicas,
+write status) becomes one :class:`Plan`, carried out by at most one task per TaskQueue.
+Snapshots arriving meanwhile are folded into the newest.
+
+Nothing ends a loop: a failure is a :class:`~stalk_operator.faults.Fault`, shown on the
+TaskQueue, and retried after a short backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stalk_operator.actuation import Kubernetes
+from stalk_operator.broker import (
+    BrokerPoller,
+    PollerRegistry,
+    Snapshot,
+    Subscription,
+    resolve_endpoint,
+)
+from stalk_operator.faults import (
+    INTERNAL_ERROR,
+    KUBERNETES_UNREACHABLE,
+    Fault,
+    FaultTracker,
+    classify,
+)
+from stalk_operator.model import TaskQueue
+from stalk_operator.reporting import events
+from stalk_operator.reporting.metrics import Metrics
+from stalk_operator.reporting.report import Reporter
+from stalk_operator.scaling import Decision, History, decide
+from stalk_operator.settings import OperatorSettings
+from stalk_operator.workload import DeploymentState, build_deployment, selector_labels
+
+logger = logging.getLogger(__name__)
+
+PENDING_PATCH_SECONDS = 5.0
+"""How long our own replica patch counts as current while the Deployment cache catches up."""
+CACHE_GRACE_SECONDS = 5.0
+"""How long a Deployment we applied may be missing from the cache before we apply again."""
+
+EventSink = Callable[[TaskQueue, events.Event], None]
+
+
+@dataclass
+class LoopContext:
+    """What a loop needs from outside: all I/O enters here."""
+
+    settings: OperatorSettings
+    kube: Kubernetes
+    pollers: PollerRegistry
+    metrics: Metrics
+    post_event: EventSink
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class Plan:
+    """The writes one cycle needs, in the order they are made."""
+
+    apply: bool = False
+    decision: Decision | None = None
+    current: int = 0
+    status: dict[str, Any] | None = None
+    events: list[events.Event] = field(default_factory=list)
+    reported: Callable[[Fault | None], dict[str, Any] | None] | None = None
+    """How ``status`` was made, to make it again without the fault once writes succeed."""
+
+
+class TaskQueueLoop:
+    def __init__(self, context: LoopContext, taskqueue: TaskQueue, status: Mapping[str, Any]):
+        self.ctx = context
+        self.taskqueue = taskqueue
+        self.deployment: DeploymentState | None = None
+        self.report = Reporter(context.metrics.series(*taskqueue.key), status, context.settings)
+        self.faults = FaultTracker()
+        self.history: History | None = None
+        self.pending: tuple[int, float] | None = None
+        self.applied: tuple[int, float] | None = None
+        """``(generation, when)`` of our last accepted apply of the Deployment."""
+        self.poller: BrokerPoller | None = None
+        self._subscribed: tuple[Any, ...] | None = None
+        self._last_snapshot_at = 0.0
+        self._acting: asyncio.Task[None] | None = None
+        self.acting_since: float | None = None
+        """Monotonic time the write in progress began; the liveness check bounds it."""
+        self._next: Snapshot | None = None
+        self.last_cycle = time.monotonic()
+        """Monotonic time the loop last ran, for the operator's liveness check."""
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def offer(self, snapshot: Snapshot | None) -> None:
+        """A new snapshot (or ``None``: a tick without one). Never raises."""
+        self.last_cycle = time.monotonic()
+        if self._acting is not None:
+            self._next = snapshot or self._next
+            return
+        now = self.ctx.clock()
+        if self.faults.waiting(now) or self._thinned(snapshot):
+            return
+        try:
+            plan = self._plan(snapshot, now)
+        except Exception as exc:
+            self._failed(exc, now)
+            return
+        if plan is not None:
+            self.acting_since = time.monotonic()
+            self._acting = asyncio.create_task(self._act(plan), name=f"act {self.taskqueue.pool}")
+
+    def tick(self, now: float, interval: float) -> None:
+        """The supervisor's beat: without a snapshot for ``interval``, run anyway, so a
+        loop waiting for its subscription, its Deployment or a retry gets on."""
+        if now - self.last_cycle >= interval:
+            self.offer(None)
+
+    async def close(self) -> None:
+        if self._acting is not None:
+            self._acting.cancel()
+        await self.ctx.pollers.unsubscribe(self.taskqueue.pool)
+        self.report.forget()
+
+    # -- observe and decide -----------------------------------------------------------
+
+    def _thinned(self, snapshot: Snapshot | None) -> bool:
+        """Skip snapshots polled faster than this TaskQueue asks, for another one."""
+        if snapshot is None or self.poller is None:
+            return False
+        interval = self.taskqueue.scaling.poll_interval_seconds
+        polled_faster = self.poller.interval < interval
+        if polled_faster and snapshot.taken_at - self._last_snapshot_at < interval * 0.9:
+            return True
+        self._last_snapshot_at = snapshot.taken_at
+        return False
+
+    def _plan(self, snapshot: Snapshot | None, now: float) -> Plan | None:
+        tq, plan = self.taskqueue, Plan()
+        if self._signature() != self._subscribed:
+            return Plan()  # subscribe first: see _act
+        plan.apply = self._needs_apply(now)
+        deployment = self.deployment
+        if snapshot is None or deployment is None or not deployment.owned_by(tq.uid):
+            plan.status = self.report.waiting(tq, deployment, self.faults.current, now)
+            return plan if plan.apply or plan.status else None
+        observation = None if snapshot.error else snapshot.pools.get(tq.pool)
+        if observation is None and snapshot.error is None:
+            return plan if plan.apply else None  # subscribed after this poll began
+        current = self._current(deployment.replicas, now)
+        if self.history is None:
+            self.history = History.after_restart(now, current, self.report.last_scale_seconds)
+        load = observation.load if observation is not None else None
+        decision = decide(load, current, tq.scaling, self.history, now)
+        if decision.changes(current):
+            plan.decision, plan.current = decision, current
+            plan.events.append(events.scaled(current, decision, load))
+        else:
+            self.history = decision.history
+        plan.events += self.report.observed(snapshot, observation)
+        plan.reported = functools.partial(
+            self.report.decided, tq, snapshot, observation, decision, deployment, now=now
+        )
+        plan.status = plan.reported(self.faults.current)
+        if plan.apply or plan.decision or plan.status or plan.events:
+            return plan
+        return None
+
+    def _current(self, replicas: int, now: float) -> int:
+        """The Deployment's replicas, or our own patch while the cache catches up."""
+        if self.pending is not None:
+            patched, at = self.pending
+            if replicas == patched or now - at > PENDING_PATCH_SECONDS:
+                self.pending = None
+            else:
+                return patched
+        return replicas
+
+    def _needs_apply(self, now: float) -> bool:
+        tq, deployment = self.taskqueue, self.deployment
+        if deployment is not None and not deployment.owned_by(tq.uid):
+            return False  # someone else's: never written (the report says so)
+        if self.applied is None or self.applied[0] != tq.generation:
+            return True
+        return deployment is None and now - self.applied[1] > CACHE_GRACE_SECONDS
+
+    def _signature(self) -> tuple[Any, ...]:
+        tq = self.taskqueue
+        return (tq.broker, tq.queues, tq.scaling.poll_interval_seconds)
+
+    # -- act and report ---------------------------------------------------------------
+
+    async def _act(self, plan: Plan) -> None:
+        now = self.ctx.clock()
+        try:
+            if self._signature() != self._subscribed:
+                await self._subscribe()
+            if plan.apply:
+                await self._apply()
+            if plan.decision is not None:
+                await self._scale(plan.decision, plan.current, now)
+            if self._recovered(now) and plan.reported is not None:
+                plan.status = plan.reported(None)
+            if plan.status is not None:
+                await self.ctx.kube.patch_status(*self.taskqueue.key, plan.status)
+                self.report.written(plan.status, now)
+            for event in plan.events:
+                self.ctx.post_event(self.taskqueue, event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._failed(exc, now):
+                await self._show_fault(now)
+        finally:
+            self._acting = self.acting_since = None
+        if self._next is not None:
+            snapshot, self._next = self._next, None
+            self.offer(snapshot)
+
+    async def _subscribe(self) -> None:
+        tq, ctx = self.taskqueue, self.ctx
+        signature = self._signature()
+        endpoint = await resolve_endpoint(tq.broker, tq.namespace, ctx.settings, ctx.kube.secret)
+        subscription = Subscription(
+            tq.pool, tq.queues, tq.broker.layout, tq.scaling.poll_interval_seconds
+        )
+        self.poller = await ctx.pollers.subscribe(endpoint, subscription)
+        self._subscribed = signature
+
+    async def _apply(self) -> None:
+        tq = self.taskqueue
+        await self.ctx.kube.apply_deployment(
+            build_deployment(tq), initial_replicas=tq.scaling.min_replicas
+        )
+        self.applied = (tq.generation, self.ctx.clock())
+
+    async def _scale(self, decision: Decision, current: int, now: float) -> None:
+        tq, target = self.taskqueue, decision.replicas
+        if target < current and self.ctx.settings.pod_deletion_cost and self.poller is not None:
+            workers = await self.poller.worker_loads(tq.pool)
+            await self.ctx.kube.mark_deletion_costs(tq.namespace, selector_labels(tq), workers)
+        await self.ctx.kube.set_replicas(tq.namespace, tq.deployment_name, target)
+        self.history = decision.history
+        self.pending = (target, now)
+        self.report.scaled("up" if target > current else "down", now)
+
+    def _failed(self, exc: BaseException, now: float) -> bool:
+        """Record a failure; True when it is news (logged, and an Event posted)."""
+        reason, message = classify(exc)
+        self.report.failed()
+        if not self.faults.failed(reason, message, now):
+            return False
+        internal = reason == INTERNAL_ERROR
+        logger.warning(
+            "%s: %s (%s); retrying", self.taskqueue.pool, message, reason, exc_info=internal
+        )
+        if reason != KUBERNETES_UNREACHABLE:  # an Event could not be posted either
+            self.ctx.post_event(self.taskqueue, events.Event(events.WARNING, reason, message))
+        return True
+
+    async def _show_fault(self, now: float) -> None:
+        """Put a new fault on the TaskQueue at once; if even that fails, the next
+        successful write will."""
+        patch = self.report.waiting(self.taskqueue, self.deployment, self.faults.current, now)
+        if patch is None:
+            return
+        with contextlib.suppress(Exception):
+            await self.ctx.kube.patch_status(*self.taskqueue.key, patch)
+            self.report.written(patch, now)
+
+    def _recovered(self, now: float) -> bool:
+        """Clear a fault after writes succeeded; True if there was one."""
+        ended = self.faults.succeeded()
+        if ended is not None:
+            logger.info(
+                "%s: recovered from %s after %.1fs (%d attempts)",
+                self.taskqueue.pool,
+                ended.reason,
+                now - ended.since,
+                ended.attempts,
+            )
+        return ended is not None

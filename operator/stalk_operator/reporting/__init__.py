@@ -1,0 +1,1 @@
+"""What a TaskQueue tells its users: status and conditions, Events, Prometheus metrics."""

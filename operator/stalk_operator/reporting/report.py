@@ -1,0 +1,145 @@
+"""Everything one TaskQueue reports, in one place: status and conditions, metrics, and
+the Events that mark a change of state. No I/O: the loop writes what this returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stalk_operator.broker import PoolObservation, Snapshot
+from stalk_operator.faults import Fault
+from stalk_operator.model import TaskQueue
+from stalk_operator.reporting import conditions, events
+from stalk_operator.reporting.metrics import TaskQueueSeries
+from stalk_operator.reporting.status import Counts, StatusReport, StatusWriter
+from stalk_operator.scaling import Decision, Reason
+from stalk_operator.settings import OperatorSettings
+from stalk_operator.workload import DeploymentState
+
+_URGENT = frozenset({Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.OUT_OF_BOUNDS, Reason.FALLBACK})
+
+
+class Reporter:
+    def __init__(
+        self, series: TaskQueueSeries, found: Mapping[str, Any], settings: OperatorSettings
+    ) -> None:
+        self.series = series
+        self.writer = StatusWriter(
+            settings.status_interval_seconds, conditions=list(found.get("conditions") or [])
+        )
+        self.last_scale_time: str | None = found.get("lastScaleTime")
+        self.broker_ok: bool | None = None
+        self._observation: PoolObservation | None = None
+
+    @property
+    def last_scale_seconds(self) -> float | None:
+        return conditions.parse_timestamp(self.last_scale_time)
+
+    def observed(
+        self, snapshot: Snapshot, observation: PoolObservation | None
+    ) -> list[events.Event]:
+        """Per-priority metrics when the observation changed; an Event when the broker is
+        lost or back."""
+        if observation is not None and observation is not self._observation:
+            self.series.record_depths(observation.depths)
+        self._observation = observation
+        event = events.broker_changed(self.broker_ok, snapshot.error, snapshot.broker)
+        self.broker_ok = snapshot.error is None
+        return [event] if event is not None else []
+
+    def decided(
+        self,
+        taskqueue: TaskQueue,
+        snapshot: Snapshot,
+        observation: PoolObservation | None,
+        decision: Decision,
+        deployment: DeploymentState,
+        fault: Fault | None,
+        *,
+        now: float,
+    ) -> dict[str, Any] | None:
+        """The status patch after a decision, or ``None`` when the last write stands."""
+        load = observation.load if observation is not None else None
+        self.series.record(load, decision.replicas, deployment.current)
+        counts = None
+        if observation is not None:
+            counts = Counts(
+                backlog=observation.backlog,
+                in_flight=observation.in_flight,
+                busy_workers=observation.busy_workers,
+                backlog_by_queue={d.queue: d.total for d in observation.depths},
+            )
+        report = StatusReport(
+            generation=taskqueue.generation,
+            conditions=conditions.with_fault(
+                [
+                    conditions.ready_condition(decision.replicas, deployment.ready),
+                    conditions.broker_condition(snapshot.error, snapshot.broker),
+                    conditions.scaling_condition(
+                        decision.reason, decision.replicas, decision.recommended
+                    ),
+                ],
+                fault,
+            ),
+            desired_replicas=decision.replicas,
+            current_replicas=deployment.current,
+            ready_replicas=deployment.ready,
+            broker=snapshot.broker,
+            deployment=taskqueue.deployment_name,
+            last_scale_time=self.last_scale_time,
+            counts=counts,
+            urgent=decision.reason in _URGENT,
+        )
+        return self.writer.patch(report, now)
+
+    def waiting(
+        self,
+        taskqueue: TaskQueue,
+        deployment: DeploymentState | None,
+        fault: Fault | None,
+        now: float,
+    ) -> dict[str, Any] | None:
+        """The status while no decision can be made, if there is anything to tell."""
+        found: list[conditions.Condition] = []
+        if deployment is not None and not deployment.owned_by(taskqueue.uid):
+            found.append(_blocked(taskqueue, deployment))
+        if fault is not None:
+            found.append(conditions.fault_condition(fault))
+        if not found:
+            return None
+        report = StatusReport(
+            generation=taskqueue.generation,
+            conditions=found,
+            deployment=taskqueue.deployment_name,
+        )
+        return self.writer.patch(report, now)
+
+    def written(self, patch: Mapping[str, Any], now: float) -> None:
+        self.writer.written_ok(patch, now)
+
+    def scaled(self, direction: str, now: float) -> None:
+        self.last_scale_time = conditions.timestamp(now)
+        self.series.scaled(direction)
+
+    def failed(self) -> None:
+        self.series.failed()
+
+    def forget(self) -> None:
+        self.series.forget()
+
+
+def _blocked(taskqueue: TaskQueue, deployment: DeploymentState) -> conditions.Condition:
+    name = f"Deployment {taskqueue.namespace}/{taskqueue.deployment_name}"
+    if deployment.owner is None:
+        return conditions.blocked_condition(
+            "DeploymentNotOwned", f"{name} exists and is not Stalk's: delete or rename it"
+        )
+    kind, owner, _ = deployment.owner
+    if kind == "TaskQueue" and owner == taskqueue.name:
+        return conditions.blocked_condition(
+            "WaitingForOldDeployment",
+            f"{name} still belongs to an earlier TaskQueue of this name; waiting for its deletion",
+        )
+    return conditions.blocked_condition(
+        "DeploymentNotOwned", f"{name} belongs to {kind} {owner}: delete or rename it"
+    )
