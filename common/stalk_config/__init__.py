@@ -23,11 +23,38 @@ class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
 
 
-def env(name: str, default: Any, help: str, *, secret: bool = False) -> Any:
-    """Declare a field read from the variable ``name``."""
-    return dataclasses.field(
-        default=default, metadata={"env": name, "help": help, "secret": secret}
-    )
+class Secret:
+    """A secret setting's value. Its ``repr`` and ``str`` never show it, so a settings
+    object can be logged or printed in a traceback; :meth:`reveal` is the one way in."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def reveal(secret: Secret | None) -> str | None:
+    return None if secret is None else secret.reveal()
+
+
+def env(name: str, default: Any, help: str) -> Any:
+    """Declare a field read from the variable ``name``; type it :class:`Secret` to keep
+    its value out of every repr and error message."""
+    return dataclasses.field(default=default, metadata={"env": name, "help": help})
 
 
 def from_env(cls: type[T], environ: Mapping[str, str]) -> T:
@@ -44,7 +71,7 @@ def from_env(cls: type[T], environ: Mapping[str, str]) -> T:
         try:
             values[field.name] = _parse(raw, hints[field.name])
         except ValueError as exc:
-            shown = "<hidden>" if field.metadata.get("secret") else repr(raw)
+            shown = "<hidden>" if _is_secret(hints[field.name]) else repr(raw)
             raise SettingsError(f"{name}={shown}: {exc}") from None
     return cls(**values)
 
@@ -82,7 +109,13 @@ def _parse(raw: str, hint: Any) -> Any:
         return float(raw)
     if hint is str:
         return raw
+    if hint is Secret:
+        return Secret(raw)
     if origin is tuple:
         (item, *_rest) = typing.get_args(hint)
         return tuple(_parse(part.strip(), item) for part in raw.split(",") if part.strip())
     raise TypeError(f"unsupported settings type {hint!r}")
+
+
+def _is_secret(hint: Any) -> bool:
+    return hint is Secret or Secret in typing.get_args(hint)

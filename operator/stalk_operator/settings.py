@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from stalk_config import SettingsError, env, from_env, markdown_table
+from stalk_config import Secret, SettingsError, env, from_env, markdown_table
 
 
 @dataclass(frozen=True)
@@ -26,17 +26,13 @@ class OperatorSettings:
     default_sentinel_master: str = env(
         "STALK_DEFAULT_SENTINEL_MASTER", "mymaster", "Sentinel master name of the default broker."
     )
-    default_redis_password: str | None = env(
-        "STALK_DEFAULT_REDIS_PASSWORD",
-        None,
-        "Password the operator uses for the default broker.",
-        secret=True,
+    default_redis_password: Secret | None = env(
+        "STALK_DEFAULT_REDIS_PASSWORD", None, "Password the operator uses for the default broker."
     )
-    default_sentinel_password: str | None = env(
+    default_sentinel_password: Secret | None = env(
         "STALK_DEFAULT_SENTINEL_PASSWORD",
         None,
         "Password of the default broker's Sentinels, if they have one.",
-        secret=True,
     )
     default_password_secret: str = env(
         "STALK_DEFAULT_PASSWORD_SECRET",

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from stalk_config import SettingsError, markdown_table
+from stalk_config import SettingsError
+from stalk_operator.settings import OperatorSettings
 from stalk_worker.config import celery_config
 from stalk_worker.settings import WorkerSettings
-
-README = Path(__file__).parents[2] / "README.md"
 
 
 def test_defaults_are_the_reliability_defaults():
@@ -76,7 +73,25 @@ def test_password_goes_into_the_celery_url_but_not_the_repr():
     assert "p@ss" not in settings.broker().describe()
 
 
-def test_readme_documents_every_variable():
-    assert markdown_table(WorkerSettings) in README.read_text(), (
-        "README's worker table is stale: paste `python -m stalk_worker.settings` into it"
+def test_no_settings_object_shows_a_secret():
+    """Settings objects end up in logs and tracebacks: their secrets never print."""
+    worker = WorkerSettings.from_environ(
+        {
+            "STALK_REDIS_PASSWORD": "w-redis-pw",
+            "STALK_SENTINEL_PASSWORD": "w-sentinel-pw",
+            "STALK_SMTP_PASSWORD": "w-smtp-pw",
+            "STALK_WEBHOOK_SECRET": "w-hook-key",
+        }
     )
+    operator = OperatorSettings.from_environ(
+        {"STALK_DEFAULT_REDIS_PASSWORD": "o-redis-pw", "STALK_DEFAULT_SENTINEL_PASSWORD": "o-s"}
+    )
+    shown = f"{worker!r} {worker} {operator!r} {operator}"
+    for secret in ("w-redis-pw", "w-sentinel-pw", "w-smtp-pw", "w-hook-key", "o-redis-pw"):
+        assert secret not in shown
+    assert worker.broker().password == "w-redis-pw", "revealed where it is used"
+    with pytest.raises(SettingsError) as refused:
+        OperatorSettings.from_environ(
+            {"STALK_DEFAULT_REDIS_PASSWORD": "x", "STALK_PRIORITY": "pw1"}
+        )
+    assert "pw1" in str(refused.value), "a plain setting's bad value is shown"

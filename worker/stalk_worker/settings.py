@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stalk_broker import DEFAULT_PRIORITY_STEPS, BrokerEndpoint
-from stalk_config import SettingsError, env, from_env, markdown_table
+from stalk_config import Secret, SettingsError, env, from_env, markdown_table, reveal
 
 
 @dataclass(frozen=True)
@@ -29,18 +29,14 @@ class WorkerSettings:
         "",
         "Result backend URL, same forms as the broker; empty means the broker itself.",
     )
-    redis_password: str | None = env(
+    redis_password: Secret | None = env(
         "STALK_REDIS_PASSWORD",
         None,
         "Redis password; kept out of URLs so it can come from a Secret.",
-        secret=True,
     )
     sentinel_master: str = env("STALK_SENTINEL_MASTER", "mymaster", "Sentinel master group name.")
-    sentinel_password: str | None = env(
-        "STALK_SENTINEL_PASSWORD",
-        None,
-        "Password of the Sentinels themselves, if they have one.",
-        secret=True,
+    sentinel_password: Secret | None = env(
+        "STALK_SENTINEL_PASSWORD", None, "Password of the Sentinels themselves, if they have one."
     )
     global_keyprefix: str = env(
         "STALK_GLOBAL_KEYPREFIX", "", "kombu `global_keyprefix`: prefix for every Redis key."
@@ -120,7 +116,7 @@ class WorkerSettings:
     smtp_host: str = env("STALK_SMTP_HOST", "localhost", "SMTP server for email tasks.")
     smtp_port: int = env("STALK_SMTP_PORT", 587, "SMTP port.")
     smtp_username: str | None = env("STALK_SMTP_USERNAME", None, "SMTP user, if auth is on.")
-    smtp_password: str | None = env("STALK_SMTP_PASSWORD", None, "SMTP password.", secret=True)
+    smtp_password: Secret | None = env("STALK_SMTP_PASSWORD", None, "SMTP password.")
     smtp_security: str = env(
         "STALK_SMTP_SECURITY",
         "starttls",
@@ -128,11 +124,10 @@ class WorkerSettings:
     )
     smtp_timeout_seconds: float = env("STALK_SMTP_TIMEOUT_SECONDS", 30.0, "SMTP socket timeout.")
     mail_from: str = env("STALK_MAIL_FROM", "stalk@localhost", "Default sender address.")
-    webhook_secret: str | None = env(
+    webhook_secret: Secret | None = env(
         "STALK_WEBHOOK_SECRET",
         None,
         "Key for the `X-Stalk-Signature` HMAC-SHA256 header of outgoing webhooks.",
-        secret=True,
     )
     webhook_timeout_seconds: float = env(
         "STALK_WEBHOOK_TIMEOUT_SECONDS", 10.0, "Timeout of one webhook request."
@@ -175,10 +170,10 @@ class WorkerSettings:
         endpoint = BrokerEndpoint.from_url(
             url,
             master_name=self.sentinel_master if url.startswith("sentinel://") else None,
-            sentinel_password=self.sentinel_password,
+            sentinel_password=reveal(self.sentinel_password),
         )
         if self.redis_password is not None:
-            endpoint = endpoint.with_password(self.redis_password)
+            endpoint = endpoint.with_password(self.redis_password.reveal())
         return endpoint
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from stalk_broker import BrokerEndpoint
+from stalk_config import reveal
 
 from stalk_operator.model import BrokerSpec, SecretKey
 from stalk_operator.settings import OperatorSettings
@@ -26,8 +27,8 @@ async def resolve_endpoint(
     broker: BrokerSpec, namespace: str, settings: OperatorSettings, read_secret: SecretReader
 ) -> BrokerEndpoint:
     if broker.is_default:
-        password = settings.default_redis_password
-        sentinel_password = settings.default_sentinel_password
+        password = reveal(settings.default_redis_password)
+        sentinel_password = reveal(settings.default_sentinel_password)
     else:
         password = await read_secret(namespace, broker.password)
         sentinel_password = await read_secret(namespace, broker.sentinel_password)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import group, shared_task
+from stalk_config import reveal
 
 from stalk_worker.runtime import settings
 from stalk_worker.taskkit import RETRY_TRANSIENT, PermanentError, TransientError, once
@@ -104,7 +105,7 @@ def smtp_connection() -> Iterator[smtplib.SMTP]:
             if config.smtp_security == "starttls":
                 client.starttls(context=context)
             if config.smtp_username:
-                client.login(config.smtp_username, config.smtp_password or "")
+                client.login(config.smtp_username, reveal(config.smtp_password) or "")
             yield client
     except smtplib.SMTPAuthenticationError as exc:
         raise PermanentError(f"SMTP authentication failed: {exc.smtp_code}") from None

@@ -85,7 +85,7 @@ def deliver_webhook(
         TIMESTAMP_HEADER: timestamp,
     }
     if config.webhook_secret:
-        headers[SIGNATURE_HEADER] = sign(config.webhook_secret, timestamp, body)
+        headers[SIGNATURE_HEADER] = sign(config.webhook_secret.reveal(), timestamp, body)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=config.webhook_timeout_seconds) as reply:  # noqa: S310
