@@ -16,81 +16,15 @@ from lightkube.core.exceptions import ApiError
 from prometheus_client import CollectorRegistry
 from stalk_broker.depth import QueueDepth
 from stalk_broker.worker_state import WorkerLoad
-from stalk_operator.broker import PoolObservation, SecretUnavailableError, Snapshot
+from stalk_operator.broker import PoolObservation, Snapshot
 from stalk_operator.loop import LoopContext, TaskQueueLoop
 from stalk_operator.reporting.metrics import Metrics
 from stalk_operator.settings import OperatorSettings
 from stalk_operator.workload import DeploymentState
+from standins import Clock, FakeKubernetes, FakePollers
 from taskqueues import parsed, stored
 
 BROKER = "redis://localhost:6379/0"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeKubernetes:
-    """Records every write; ``fail`` makes the next writes raise."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple] = []
-        self.fail: list[BaseException] = []
-        self.secrets: dict[tuple[str, str], str] = {}
-
-    def _write(self, *call) -> None:
-        if self.fail:
-            raise self.fail.pop(0)
-        self.calls.append(call)
-
-    async def apply_deployment(self, manifest, initial_replicas):
-        self._write("apply", manifest["metadata"]["name"], initial_replicas)
-
-    async def set_replicas(self, namespace, name, replicas):
-        self._write("replicas", replicas)
-
-    async def mark_deletion_costs(self, namespace, selector, workers):
-        self._write("costs", dict(workers))
-
-    async def patch_status(self, namespace, name, status):
-        self._write("status", status)
-
-    async def secret(self, namespace, ref):
-        if ref is None:
-            return None
-        if (ref.name, ref.key) not in self.secrets:
-            raise SecretUnavailableError(f"Secret {namespace}/{ref.name} not found")
-        return self.secrets[(ref.name, ref.key)]
-
-    def of(self, kind: str) -> list[tuple]:
-        return [c for c in self.calls if c[0] == kind]
-
-
-class FakePoller:
-    interval = 1.0
-
-    def __init__(self) -> None:
-        self.loads: dict[str, WorkerLoad] = {}
-
-    async def worker_loads(self, pool):
-        return self.loads
-
-
-class FakePollers:
-    def __init__(self) -> None:
-        self.poller = FakePoller()
-        self.subscribed: list[tuple] = []
-
-    async def subscribe(self, endpoint, subscription):
-        self.subscribed.append((endpoint, subscription))
-        return self.poller
-
-    async def unsubscribe(self, pool):
-        pass
 
 
 class Harness:
