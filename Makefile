@@ -3,16 +3,15 @@ SHELL := /bin/bash
 VENV := .venv/bin
 # The local cluster tooling is not part of the distribution; it runs from the tree.
 DEVENV := PYTHONPATH=devenv
-K8S_BIN_DIR = $(shell bash hack/controlplane-binaries.sh --cached-only 2>/dev/null)
 
-.PHONY: setup test lint unit integration e2e bench demo cluster-up cluster-down cluster-status settings-table
+.PHONY: setup test lint unit integration e2e bench demo cluster-up cluster-down cluster-status generate
 
 setup:
 	@bash hack/setup.sh
 
 ## test: everything CI runs: set-up, lint, type check, every test.
 test: setup lint
-	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/pytest
+	$(VENV)/pytest
 
 lint:
 	$(VENV)/ruff check .
@@ -26,24 +25,25 @@ integration: setup
 	$(VENV)/pytest tests/integration
 
 e2e: setup
-	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/pytest tests/e2e
+	$(VENV)/pytest tests/e2e
 
 ## bench: the benchmarks (reaction, breadth, grace); they print their figures.
 bench: setup
-	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(VENV)/pytest -m bench -s -p no:randomly
+	$(VENV)/pytest -m bench -s -p no:randomly
 
 ## demo: the whole stack on a local control plane, autoscaling real workers.
 demo: setup
-	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(DEVENV) $(VENV)/python -m stalk_devenv demo
+	$(DEVENV) $(VENV)/python -m stalk_devenv demo
 
 cluster-up: setup
-	STALK_K8S_BIN_DIR="$(K8S_BIN_DIR)" $(DEVENV) $(VENV)/python -m stalk_devenv up
+	$(DEVENV) $(VENV)/python -m stalk_devenv up
 
 cluster-down:
 	$(DEVENV) $(VENV)/python -m stalk_devenv down
 
-settings-table:
-	@$(VENV)/python -m stalk_worker.settings
+## generate: rewrite every generated file from its source (a test fails when one is stale).
+generate: setup
+	$(VENV)/python hack/generate.py --helm "$$($(DEVENV) $(VENV)/python -m stalk_devenv.binaries --cached-only)/helm"
 
 cluster-status:
 	$(DEVENV) $(VENV)/python -m stalk_devenv status

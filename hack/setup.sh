@@ -30,7 +30,7 @@ fi
 
 # 3. The control plane (etcd, kube-apiserver, ...), kwok and helm, from Go modules.
 if command -v go >/dev/null; then
-  bin_dir=$(bash hack/controlplane-binaries.sh)
+  bin_dir=$(PYTHONPATH=devenv .venv/bin/python -m stalk_devenv.binaries)
   log "control-plane binaries: $bin_dir"
   crd_dir=$(bash hack/monitoring-crds.sh)
   log "Prometheus Operator CRDs (to validate the chart's monitoring objects): $crd_dir"

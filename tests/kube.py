@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stalk_devenv.controlplane import BinariesMissingError, ControlPlane, find_binaries
+from stalk_devenv.binaries import BinariesMissingError, find_binaries
+from stalk_devenv.controlplane import ControlPlane
 from stalk_devenv.process import wait_until
 
 

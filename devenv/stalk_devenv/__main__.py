@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from stalk_devenv import demo
-from stalk_devenv.controlplane import ControlPlane, find_binaries
+from stalk_devenv.binaries import find_binaries
+from stalk_devenv.controlplane import ControlPlane
 
 STATE_DIR = Path(os.environ.get("STALK_DEVENV_DIR", ".stalk/devenv")).resolve()
 STATE_FILE = STATE_DIR / "state.json"

@@ -20,55 +20,17 @@ from typing import Any
 
 import yaml
 
+from stalk_devenv.binaries import KWOK_STAGES, find_binaries
 from stalk_devenv.pki import CertificateAuthority, write_key, write_public_key
 from stalk_devenv.process import ManagedProcess, free_port, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_SCRIPT = REPO_ROOT / "hack" / "controlplane-binaries.sh"
-BINARIES = (
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubectl",
-    "kwok",
-    "helm",
-)
 SERVICE_CIDR = "10.96.0.0/16"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 FAKE_NODE_LABEL = "type"
 CLAIMED_BY_PROCESS_KUBELET = "devenv.stalk.dev/process-kubelet"
 """Annotation on pods whose containers run as local processes: KWOK leaves their completion
 and deletion to the process kubelet, which acts when the process exits, as a kubelet does."""
-
-
-class BinariesMissingError(RuntimeError):
-    """The control-plane binaries are not built; the message says how to build them."""
-
-
-def find_binaries() -> Path:
-    """Where the built binaries are: ``$STALK_K8S_BIN_DIR``, else the build cache."""
-    configured = os.environ.get("STALK_K8S_BIN_DIR", "")
-    if configured:
-        directory = Path(configured)
-    else:
-        result = subprocess.run(
-            ["bash", str(BUILD_SCRIPT), "--cached-only"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise BinariesMissingError(
-                "the control-plane binaries are not built: run hack/controlplane-binaries.sh"
-            )
-        directory = Path(result.stdout.strip().splitlines()[-1])
-    missing = [b for b in BINARIES if not (directory / b).is_file()]
-    if missing:
-        raise BinariesMissingError(
-            f"{directory} lacks {', '.join(missing)}: run hack/controlplane-binaries.sh"
-        )
-    return directory
 
 
 @dataclass
@@ -304,7 +266,7 @@ class ControlPlane:
         self.processes["kube-scheduler"] = process
 
     def _kwok_stages(self) -> Path:
-        stages = load_yaml_documents((self.bin_dir / "kwok-stages.yaml").read_text())
+        stages = load_yaml_documents((self.bin_dir / KWOK_STAGES).read_text())
         # Only a real process completes a pod here: KWOK would mark a Job's pod Succeeded
         # the moment it runs, before the process kubelet could even claim it.
         stages = [s for s in stages if s["metadata"]["name"] != "pod-complete"]

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stalk_devenv.controlplane import REPO_ROOT, ControlPlane, find_binaries
+from stalk_devenv.binaries import find_binaries
+from stalk_devenv.controlplane import REPO_ROOT, ControlPlane
 from stalk_devenv.kubelet import ProcessKubelet
 from stalk_devenv.process import free_port, wait_until
 from stalk_devenv.redis import RedisServer

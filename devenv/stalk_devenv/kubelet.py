@@ -3,10 +3,10 @@
 KWOK gives pods a node and a Running status but runs nothing. For the pods this kubelet
 selects, it runs each container's command and args as a local process in the project's
 virtualenv, with the container's environment resolved the way the kubelet does (plain
-values, Secret and ConfigMap references, the downward API, ``$(VAR)`` expansion), and
-``emptyDir`` mount paths mapped to per-pod directories. A process whose container has a
-ServiceAccount gets a kubeconfig with that account's token, so RBAC applies to it as it
-would in a cluster.
+values, Secret and ConfigMap references, the downward API, ``$(VAR)`` expansion: see
+:mod:`stalk_devenv.podenv`), and ``emptyDir`` mount paths mapped to per-pod
+directories. A process whose container has a ServiceAccount gets a kubeconfig with that
+account's token, so RBAC applies to it as it would in a cluster.
 
 On pod deletion it does what the kubelet does: SIGTERM, wait the grace period, SIGKILL,
 and only then finishes the deletion, so a pod stays Terminating while its process drains.
@@ -14,9 +14,9 @@ and only then finishes the deletion, so a pod stays Terminating while its proces
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -28,37 +28,16 @@ from typing import Any
 
 from lightkube import Client, KubeConfig
 from lightkube.core.exceptions import ApiError
-from lightkube.models.core_v1 import Container, EnvVar
 from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
 
+from stalk_devenv import podenv
 from stalk_devenv.controlplane import CLAIMED_BY_PROCESS_KUBELET, ControlPlane
 from stalk_devenv.models import prepare_decoders
 from stalk_devenv.process import ManagedProcess
 
 logger = logging.getLogger(__name__)
 
-_VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 RESTART_BACKOFF_MAX_SECONDS = 10.0
-
-
-def expand(text: str, env: Mapping[str, str]) -> str:
-    """Kubernetes ``$(VAR)`` expansion: defined names are replaced, ``$$`` escapes ``$``."""
-
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name = match.group(1)
-        return env.get(name, match.group(0))
-
-    return _VAR_REF.sub(replace, text)
-
-
-def map_paths(text: str, mounts: Mapping[str, Path]) -> str:
-    """Rewrite a value under a container mount path to the pod's local directory."""
-    for mount_path in sorted(mounts, key=len, reverse=True):
-        if text == mount_path or text.startswith(mount_path.rstrip("/") + "/"):
-            return str(mounts[mount_path]) + text[len(mount_path.rstrip("/")) :]
-    return text
 
 
 @dataclass
@@ -209,9 +188,14 @@ class ProcessKubelet:
         try:
             base_env = self._base_env(pod, directory)
             for container in spec.containers:
-                env = {**base_env, **self._container_env(pod, container, mounts)}
+                env = {
+                    **base_env,
+                    **podenv.container_env(
+                        pod, container, mounts, self._secret_data, self._config_map_data
+                    ),
+                }
                 argv = [
-                    expand(part, env)
+                    podenv.expand(part, env)
                     for part in [*(container.command or []), *(container.args or [])]
                 ]
                 if not argv:
@@ -219,9 +203,9 @@ class ProcessKubelet:
                         f"container {container.name} has no command: the "
                         "process kubelet cannot know an image's entrypoint"
                     )
-                argv = [map_paths(part, mounts) for part in argv]
+                argv = [podenv.map_paths(part, mounts) for part in argv]
                 cwd = (
-                    Path(map_paths(container.workingDir, mounts))
+                    Path(podenv.map_paths(container.workingDir, mounts))
                     if container.workingDir
                     else directory
                 )
@@ -262,62 +246,13 @@ class ProcessKubelet:
         }
         account = pod.spec.serviceAccountName or "default"
         if pod.spec.automountServiceAccountToken is not False:
-            token = self.cluster.service_account_token(pod.metadata.namespace or "default", account)
+            token = self.cluster.service_account_token(podenv.namespace_of(pod), account)
             env["KUBECONFIG"] = str(
                 self.cluster.kubeconfig_for_token(token, directory / "serviceaccount.kubeconfig")
             )
         return env
 
-    def _container_env(
-        self, pod: Pod, container: Container, mounts: Mapping[str, Path]
-    ) -> dict[str, str]:
-        env: dict[str, str] = {}
-        namespace = pod.metadata.namespace if pod.metadata else "default"
-        for source in container.envFrom or []:
-            data: Mapping[str, str] = {}
-            if source.secretRef is not None:
-                data = self._secret_data(
-                    namespace or "",
-                    source.secretRef.name or "",
-                    optional=bool(source.secretRef.optional),
-                )
-            elif source.configMapRef is not None:
-                data = self._config_map_data(
-                    namespace or "",
-                    source.configMapRef.name or "",
-                    optional=bool(source.configMapRef.optional),
-                )
-            env.update({f"{source.prefix or ''}{k}": v for k, v in data.items()})
-        for var in container.env or []:
-            value = self._env_value(pod, var, env)
-            if value is not None:
-                env[var.name] = map_paths(value, mounts)
-        return env
-
-    def _env_value(self, pod: Pod, var: EnvVar, defined: Mapping[str, str]) -> str | None:
-        if var.valueFrom is None:
-            return expand(var.value or "", defined)
-        source = var.valueFrom
-        namespace = (pod.metadata.namespace if pod.metadata else None) or "default"
-        if source.fieldRef is not None:
-            return _field(pod, source.fieldRef.fieldPath)
-        if source.secretKeyRef is not None:
-            secret = source.secretKeyRef
-            return self._secret_data(
-                namespace, secret.name or "", optional=bool(secret.optional)
-            ).get(secret.key)
-        if source.configMapKeyRef is not None:
-            ref = source.configMapKeyRef
-            return self._config_map_data(
-                namespace, ref.name or "", optional=bool(ref.optional)
-            ).get(ref.key)
-        if source.resourceFieldRef is not None:
-            return "1"
-        return None
-
-    def _secret_data(self, namespace: str, name: str, *, optional: bool) -> dict[str, str]:
-        import base64
-
+    def _secret_data(self, namespace: str, name: str, optional: bool) -> dict[str, str]:
         try:
             secret = self.client.get(Secret, name, namespace=namespace)
         except ApiError:
@@ -326,7 +261,7 @@ class ProcessKubelet:
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
-    def _config_map_data(self, namespace: str, name: str, *, optional: bool) -> dict[str, str]:
+    def _config_map_data(self, namespace: str, name: str, optional: bool) -> dict[str, str]:
         try:
             return dict(self.client.get(ConfigMap, name, namespace=namespace).data or {})
         except ApiError:
@@ -458,24 +393,3 @@ class ProcessKubelet:
 
     def log_path(self, namespace: str, pod: str, container: str) -> Path:
         return self.workdir / f"{namespace}_{pod}" / f"{container}.log"
-
-
-def _field(pod: Pod, path: str) -> str:
-    meta, spec, status = pod.metadata, pod.spec, pod.status
-    assert meta is not None
-    simple = {
-        "metadata.name": meta.name,
-        "metadata.namespace": meta.namespace,
-        "metadata.uid": meta.uid,
-        "spec.nodeName": spec.nodeName if spec else None,
-        "spec.serviceAccountName": spec.serviceAccountName if spec else None,
-        "status.podIP": status.podIP if status else None,
-        "status.hostIP": status.hostIP if status else None,
-    }
-    if path in simple:
-        return str(simple[path] or "")
-    match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
-    if match:
-        values = meta.labels if match.group(1) == "labels" else meta.annotations
-        return str((values or {}).get(match.group(2), ""))
-    raise ValueError(f"unsupported fieldRef {path!r}")
