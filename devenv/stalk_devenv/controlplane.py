@@ -1,9 +1,9 @@
 """A real Kubernetes control plane as local processes, like envtest or kwokctl's binary runtime.
 
-etcd, kube-apiserver (client-certificate auth for the admin, ServiceAccount tokens for
-everyone else, RBAC enforced), kube-controller-manager, kube-scheduler, and KWOK keeping
-fake nodes Ready and moving their pods to Running. Everything listens on loopback on
-free ports; :meth:`ControlPlane.stop` leaves no process behind.
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and KWOK keeping fake
+nodes Ready and moving their pods to Running; each one's command line comes from
+:mod:`stalk_devenv.components`. Everything listens on loopback on free ports;
+:meth:`ControlPlane.stop` leaves no process behind.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any
 
 import yaml
 
+from stalk_devenv import components
 from stalk_devenv.binaries import KWOK_STAGES, find_binaries
 from stalk_devenv.pki import CertificateAuthority, write_key, write_public_key
 from stalk_devenv.process import ManagedProcess, free_port, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVICE_CIDR = "10.96.0.0/16"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 FAKE_NODE_LABEL = "type"
 CLAIMED_BY_PROCESS_KUBELET = "devenv.stalk.dev/process-kubelet"
@@ -112,22 +112,10 @@ class ControlPlane:
 
     def _start_etcd(self) -> None:
         client, peer = free_port(), free_port()
-        self._etcd_url = f"http://127.0.0.1:{client}"
+        self._etcd_url = f"http://127.0.0.1:{client}"  # as components.etcd listens
         process = ManagedProcess(
             "etcd",
-            [
-                self.binary("etcd"),
-                "--name=devenv",
-                f"--data-dir={self.workdir / 'etcd'}",
-                f"--listen-client-urls={self._etcd_url}",
-                f"--advertise-client-urls={self._etcd_url}",
-                f"--listen-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-                f"--initial-cluster=devenv=http://127.0.0.1:{peer}",
-                "--unsafe-no-fsync",
-                "--log-level=warn",
-                "--quota-backend-bytes=2147483648",
-            ],
+            components.etcd(self.binary("etcd"), self.workdir / "etcd", client, peer),
             self.workdir / "logs",
             detached=self.detached,
         )
@@ -138,27 +126,15 @@ class ControlPlane:
         self.api_port = free_port()
         process = ManagedProcess(
             "kube-apiserver",
-            [
+            components.apiserver(
                 self.binary("kube-apiserver"),
-                f"--etcd-servers={self._etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={self.api_port}",
-                f"--tls-cert-file={self._serving.cert}",
-                f"--tls-private-key-file={self._serving.key}",
-                f"--client-ca-file={self.ca_path}",
-                f"--service-account-key-file={self._sa_pub}",
-                f"--service-account-signing-key-file={self._sa_key}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                "--api-audiences=https://kubernetes.default.svc.cluster.local",
-                "--authorization-mode=RBAC",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--allow-privileged=true",
-                "--enable-priority-and-fairness=false",
-                "--profiling=false",
-                "--watch-cache=true",
-                "--v=1",
-            ],
+                etcd_url=self._etcd_url,
+                port=self.api_port,
+                serving=self._serving,
+                client_ca=self.ca_path,
+                service_account_key=self._sa_key,
+                service_account_public_key=self._sa_pub,
+            ),
             self.workdir / "logs",
             detached=self.detached,
         )
@@ -212,23 +188,12 @@ class ControlPlane:
     def _start_controller_manager(self) -> None:
         process = ManagedProcess(
             "kube-controller-manager",
-            [
+            components.controller_manager(
                 self.binary("kube-controller-manager"),
-                f"--kubeconfig={self.kubeconfig}",
-                f"--authentication-kubeconfig={self.kubeconfig}",
-                f"--authorization-kubeconfig={self.kubeconfig}",
-                "--leader-elect=false",
-                "--secure-port=0",
-                f"--service-account-private-key-file={self._sa_key}",
-                f"--root-ca-file={self.ca_path}",
-                "--use-service-account-credentials=false",
-                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-route,-service,"
-                "-persistentvolume-binder,-attachdetach,-persistentvolume-expander,"
-                "-ephemeral-volume,-bootstrapsigner,-tokencleaner,-csrsigning,-csrapproving",
-                "--concurrent-deployment-syncs=10",
-                "--concurrent-replicaset-syncs=10",
-                "--v=1",
-            ],
+                kubeconfig=self.kubeconfig,
+                service_account_key=self._sa_key,
+                root_ca=self.ca_path,
+            ),
             self.workdir / "logs",
             detached=self.detached,
         )
@@ -237,28 +202,10 @@ class ControlPlane:
 
     def _start_scheduler(self) -> None:
         config = self.workdir / "scheduler.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "kubescheduler.config.k8s.io/v1",
-                    "kind": "KubeSchedulerConfiguration",
-                    "clientConnection": {
-                        "kubeconfig": str(self.kubeconfig),
-                        "qps": 200,
-                        "burst": 400,
-                    },
-                    "leaderElection": {"leaderElect": False},
-                }
-            )
-        )
+        config.write_text(yaml.safe_dump(components.scheduler_config(self.kubeconfig)))
         process = ManagedProcess(
             "kube-scheduler",
-            [
-                self.binary("kube-scheduler"),
-                f"--config={config}",
-                "--secure-port=0",
-                "--v=1",
-            ],
+            components.scheduler(self.binary("kube-scheduler"), config),
             self.workdir / "logs",
             detached=self.detached,
         )
@@ -287,19 +234,13 @@ class ControlPlane:
     def _start_kwok(self) -> None:
         process = ManagedProcess(
             "kwok",
-            [
+            components.kwok(
                 self.binary("kwok"),
-                f"--config={self._kwok_stages()}",
-                f"--kubeconfig={self.kubeconfig}",
-                "--manage-all-nodes=false",
-                f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-                "--cidr=10.244.0.1/16",
-                "--node-ip=10.0.0.1",
-                # Renew node leases as a kubelet does; without them the node lifecycle
-                # controller marks every pod NotReady about 50 s after the nodes start.
-                "--node-lease-duration-seconds=40",
-                f"--server-address=127.0.0.1:{free_port()}",
-            ],
+                stages=self._kwok_stages(),
+                kubeconfig=self.kubeconfig,
+                node_selector=f"{FAKE_NODE_ANNOTATION}=fake",
+                port=free_port(),
+            ),
             self.workdir / "logs",
             detached=self.detached,
         )
