@@ -9,7 +9,6 @@ that they cannot drift from the transport that writes the lists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kombu.transport.redis import PRIORITY_STEPS as _KOMBU_PRIORITY_STEPS
@@ -48,10 +47,3 @@ class KeyLayout:
 
     def prefixed(self, key: str) -> str:
         return f"{self.global_keyprefix}{key}"
-
-    @classmethod
-    def parse_steps(cls, text: str | Sequence[int]) -> tuple[int, ...]:
-        """Priority steps from ``"0,3,6,9"`` or a sequence, as configuration gives them."""
-        if isinstance(text, str):
-            return tuple(int(part) for part in text.split(",") if part.strip())
-        return tuple(text)

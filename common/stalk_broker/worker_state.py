@@ -11,9 +11,10 @@ Why a record of our own rather than the sources Celery already has:
   long-lived event consumer per broker, and arrive every 2 s regardless of change.
 
 So each worker writes one small hash field, ``{pool hash}[<pod name>]``, about once a
-second from its event loop. The operator reads every pool's hash with a single
-``HGETALL`` in the same pipelined round trip as the queue lengths, and learns both the
-in-flight count and which pods are busy (the pod name is the Celery host name).
+second from its event loop. The operator's poll script (:mod:`stalk_broker.pool_reader`)
+sums every pool's fresh records server-side in the same call as the queue lengths, and
+reads one pool's records by pod only when a scale-down must choose which pods go (the
+pod name is the Celery host name).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from dataclasses import asdict, dataclass
 
 RECORD_VERSION = 1
 POOL_KEY_TEMPLATE = "stalk:pool:{pool}"
-DEFAULT_PUBLISH_INTERVAL_SECONDS = 1.0
 DEFAULT_STALE_AFTER_SECONDS = 10.0
 """A record older than this is a worker that died without saying so: ignore it."""
 

@@ -15,10 +15,11 @@ from stalk_operator.settings import OperatorSettings
 def main() -> int:
     config = OperatorSettings.from_environ()
     # kopf's own log set-up for the whole process: one handler, one format.
-    kopf.configure(verbose=config.debug, debug=config.debug)
-    # One line per API request is noise at INFO; failures still show.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    debug = config.log_level == "debug"
+    kopf.configure(verbose=debug, debug=debug)
+    logging.getLogger().setLevel(config.log_level.upper())
+    if not debug:  # one line per API request is noise; failures still show
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
     kopf.run(
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from stalk_config import Secret, SettingsError, env, from_env, markdown_table
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
 
 @dataclass(frozen=True)
 class OperatorSettings:
@@ -105,9 +107,15 @@ class OperatorSettings:
         "Mark pods with `controller.kubernetes.io/pod-deletion-cost` before a scale-down so "
         "idle workers go first. Turn off only to measure what it saves.",
     )
-    debug: bool = env("STALK_DEBUG", False, "Log kopf's own debug messages.")
+    log_level: str = env(
+        "STALK_LOG_LEVEL",
+        "info",
+        "`debug` (kopf's own handling and every API request too), `info`, `warning` or `error`.",
+    )
 
     def __post_init__(self) -> None:
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"STALK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         for name, value in (
             ("STALK_DEFAULT_PASSWORD_SECRET", self.default_password_secret),
             ("STALK_DEFAULT_SENTINEL_PASSWORD_SECRET", self.default_sentinel_password_secret),
