@@ -24,16 +24,26 @@ RBAC = REPO_ROOT / "manifests" / "operator" / "rbac.yaml"
 WORKER_LABELS = {"app.kubernetes.io/managed-by": conventions.WORKER_MANAGED_BY}
 
 
+CLUSTER_ROLES = ("stalk-operator", "stalk-operator-discovery")
+"""The ClusterRoles of manifests/operator/rbac.yaml (rendered from the chart)."""
+
+
 def grant_operator(control_plane: ControlPlane, namespace: str) -> None:
-    """The operator's ServiceAccount in ``namespace``, bound to the shipped ClusterRole."""
+    """The operator's ServiceAccount in ``namespace``, bound to the shipped ClusterRoles."""
     control_plane.kubectl("apply", "-f", str(RBAC), f"--namespace={namespace}")
-    control_plane.kubectl(
-        "create",
-        "clusterrolebinding",
-        f"stalk-operator-{namespace}",
-        "--clusterrole=stalk-operator",
-        f"--serviceaccount={namespace}:stalk-operator",
-    )
+    for role in CLUSTER_ROLES:
+        control_plane.kubectl(
+            "create",
+            "clusterrolebinding",
+            f"{role}-{namespace}",
+            f"--clusterrole={role}",
+            f"--serviceaccount={namespace}:stalk-operator",
+        )
+
+
+def revoke_operator(control_plane: ControlPlane, namespace: str) -> None:
+    for role in CLUSTER_ROLES:
+        control_plane.kubectl("delete", "clusterrolebinding", f"{role}-{namespace}", check=False)
 
 
 class OperatorProcess:

@@ -18,7 +18,7 @@ import pytest
 from kube import Cluster, require_binaries, wait_for
 from stalk_devenv.controlplane import ControlPlane
 from stalk_devenv.kubelet import ProcessKubelet
-from stalk_devenv.stack import CRDS, OperatorProcess, grant_operator
+from stalk_devenv.stack import CRDS, OperatorProcess, grant_operator, revoke_operator
 
 pytestmark = pytest.mark.e2e
 
@@ -131,4 +131,4 @@ def stalk_operator(
     yield start
     for operator in started:
         operator.stop()
-    cluster.kubectl("delete", "clusterrolebinding", f"stalk-operator-{namespace}", check=False)
+    revoke_operator(local_cluster, namespace)

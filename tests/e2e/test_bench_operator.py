@@ -99,7 +99,7 @@ def test_grace_with_and_without_deletion_cost(
 
 def _grace_in(namespace, cluster, request, redis_db, redis_password, deletion_cost):
     from stalk_devenv.kubelet import ProcessKubelet
-    from stalk_devenv.stack import OperatorProcess, grant_operator
+    from stalk_devenv.stack import OperatorProcess, grant_operator, revoke_operator
 
     control_plane = cluster.control_plane
     tmp = Path(request.config._tmp_path_factory.mktemp(namespace))
@@ -142,7 +142,7 @@ def _grace_in(namespace, cluster, request, redis_db, redis_password, deletion_co
             operator.stop()
         for kubelet in kubelets:
             kubelet.stop()
-        cluster.kubectl("delete", "clusterrolebinding", f"stalk-operator-{namespace}", check=False)
+        revoke_operator(control_plane, namespace)
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
