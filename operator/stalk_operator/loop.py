@@ -243,6 +243,7 @@ class TaskQueueLoop:
             build_deployment(tq), initial_replicas=tq.scaling.min_replicas
         )
         self.applied = (tq.generation, self.ctx.clock())
+        logger.info("%s: applied its Deployment (generation %d)", tq.pool, tq.generation)
 
     async def _scale(self, decision: Decision, current: int, now: float) -> None:
         tq, target = self.taskqueue, decision.replicas

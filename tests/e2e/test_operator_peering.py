@@ -26,12 +26,9 @@ def test_standby_stays_paused_and_takes_over_when_the_active_one_dies(
     cluster.apply(taskqueue("mail", ["mail"], scaling={"minReplicas": 2}), namespace=namespace)
     watch = ReplicaWatch(cluster.kubeconfig, namespace, "mail")
     watch.wait_for(2, 15)
-    wait_for(
-        lambda: "Handler 'reconcile' succeeded" in active.log(),
-        10,
-        "the active operator to log its reconcile",
-    )
-    assert "Handler 'reconcile' succeeded" not in standby.log(), "the standby did nothing"
+    applied = f"{namespace}/mail: applied its Deployment"
+    wait_for(lambda: applied in active.log(), 10, "the active operator to log its apply")
+    assert applied not in standby.log(), "the standby did nothing"
     assert "Resuming operations" not in standby.log()
 
     active.kill()
