@@ -45,7 +45,15 @@ class Fleet:
     ) -> None:
         self.settings = settings
         self.pollers = PollerRegistry(self._new_poller)
-        self.context = LoopContext(settings, kube, self.pollers, metrics, post_event, clock)
+        self.context = LoopContext(
+            settings,
+            kube,
+            self.pollers,
+            metrics,
+            post_event,
+            writers=asyncio.Semaphore(settings.api_concurrency),
+            clock=clock,
+        )
         self.loops: dict[Key, TaskQueueLoop] = {}
         self.deployments: dict[Key, DeploymentState] = {}
         self._by_pool: dict[str, TaskQueueLoop] = {}

@@ -63,6 +63,8 @@ class LoopContext:
     pollers: PollerRegistry
     metrics: Metrics
     post_event: EventSink
+    writers: asyncio.Semaphore
+    """Slots for TaskQueues writing to the API server (``STALK_API_CONCURRENCY``)."""
     clock: Callable[[], float] = time.time
 
 
@@ -201,6 +203,13 @@ class TaskQueueLoop:
     # -- act and report ---------------------------------------------------------------
 
     async def _act(self, plan: Plan) -> None:
+        async with self.ctx.writers:
+            await self._carry_out(plan)
+        if self._next is not None:
+            snapshot, self._next = self._next, None
+            self.offer(snapshot)
+
+    async def _carry_out(self, plan: Plan) -> None:
         now = self.ctx.clock()
         try:
             if self._signature() != self._subscribed:
@@ -223,9 +232,6 @@ class TaskQueueLoop:
                 await self._show_fault(now)
         finally:
             self._acting = self.acting_since = None
-        if self._next is not None:
-            snapshot, self._next = self._next, None
-            self.offer(snapshot)
 
     async def _subscribe(self) -> None:
         tq, ctx = self.taskqueue, self.ctx

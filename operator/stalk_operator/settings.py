@@ -70,6 +70,12 @@ class OperatorSettings:
         10.0,
         "A worker load record older than this is ignored (its worker is gone).",
     )
+    api_concurrency: int = env(
+        "STALK_API_CONCURRENCY",
+        32,
+        "Most TaskQueues writing to the API server at once; the rest wait their turn "
+        "(1,000 TaskQueues starting together do not open 1,000 requests).",
+    )
     liveness_stale_seconds: float = env(
         "STALK_LIVENESS_STALE_SECONDS",
         60.0,

@@ -132,7 +132,7 @@ def test_flower_toggles(helm):
 
 def _exported_metric_names() -> set[str]:
     from prometheus_client import CollectorRegistry
-    from stalk_operator.metrics import Metrics
+    from stalk_operator.reporting.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry)
@@ -180,16 +180,14 @@ def test_dashboard_and_alerts_use_metrics_the_operator_exports(helm):
 def test_worker_pods_reach_the_bundled_redis_through_its_sentinels(helm):
     """The operator, configured as the chart configures it, gives a TaskQueue's worker
     pods the Sentinel URL, the master name and both passwords from the chart's Secret."""
-    from stalk_operator.model import parse_taskqueue
-    from stalk_operator.settings import OperatorSettings
     from stalk_operator.workload import build_deployment
+    from taskqueues import parsed, stored
 
     operator = find(render(helm), "Deployment", "-operator")
     env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
-    settings = OperatorSettings.from_environ({e["name"]: e["value"] for e in env if "value" in e})
-    taskqueue = parse_taskqueue(
-        {"metadata": {"namespace": "stalk", "name": "emails"}, "spec": {"queues": ["email"]}},
-        settings,
+    taskqueue = parsed(
+        stored("emails", ["email"], namespace="stalk"),
+        **{e["name"]: e["value"] for e in env if "value" in e},
     )
     container = build_deployment(taskqueue)["spec"]["template"]["spec"]["containers"][0]
     worker_env = {e["name"]: e for e in container["env"]}
@@ -207,17 +205,13 @@ def test_worker_pods_reach_the_bundled_redis_through_its_sentinels(helm):
 def test_no_pod_gets_service_links(helm):
     """Kubernetes would inject STALK_<SERVICE>_PORT-style variables for the release's
     Services (named stalk-*), beside the STALK_* settings."""
-    from stalk_operator.model import parse_taskqueue
-    from stalk_operator.settings import OperatorSettings
     from stalk_operator.workload import build_deployment
+    from taskqueues import parsed, stored
 
     docs = render(helm, *RENDERINGS["everything-values"])
     pods = [d["spec"]["template"]["spec"] for d in docs if "template" in d.get("spec", {})]
     pods += [d["spec"] for d in docs if d["kind"] == "Pod"]
-    taskqueue = parse_taskqueue(
-        {"metadata": {"namespace": "n", "name": "t"}, "spec": {"queues": ["q"]}},
-        OperatorSettings.from_environ({}),
-    )
+    taskqueue = parsed(stored("t", ["q"], namespace="n"))
     pods.append(build_deployment(taskqueue)["spec"]["template"]["spec"])
     assert len(pods) >= 6
     assert all(pod.get("enableServiceLinks") is False for pod in pods)

@@ -41,6 +41,7 @@ class Harness:
             pollers=self.pollers,
             metrics=Metrics(CollectorRegistry()),
             post_event=lambda tq, e: self.events.append((e.type, e.reason, e.message)),
+            writers=asyncio.Semaphore(1),
             clock=self.clock,
         )
         self.loop = TaskQueueLoop(context, self.taskqueue, {})

@@ -134,8 +134,8 @@ class BrokerPoller:
         return self._subscriptions.get(pool)
 
     def subscribe(self, subscription: Subscription) -> None:
+        """Read ``subscription`` from the next cycle on (:meth:`ensure_running` starts them)."""
         self._subscriptions[subscription.pool] = subscription
-        self.ensure_running()
 
     def unsubscribe(self, pool: str) -> bool:
         """Drop a pool; returns True when none is left (then :meth:`close` the poller)."""

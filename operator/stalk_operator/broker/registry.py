@@ -42,6 +42,7 @@ class PollerRegistry:
         if poller is None:
             poller = self._pollers[key] = self._factory(endpoint)
         poller.subscribe(subscription)
+        poller.ensure_running()
         self._pool_broker[subscription.pool] = key
         return poller
 
