@@ -80,7 +80,10 @@ class Metrics:
             "Time of one pipelined round trip reading every TaskQueue of a broker.",
             ("broker",),
             registry=registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            buckets=(
+                *(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25),
+                *(0.5, 1, 2.5),
+            ),
         )
         self.broker_errors = Counter(
             "stalk_broker_errors",

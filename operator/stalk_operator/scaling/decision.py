@@ -63,7 +63,9 @@ class History:
     """What the decision remembers between polls."""
 
     recommendations: tuple[tuple[float, int], ...] = ()
-    """``(time, recommended replicas)``, oldest first, as long as the longest window."""
+    """``(time, recommended replicas)``, oldest first, as long as the longest window. A run
+    of equal recommendations is kept as its last one: the windows only ask for the lowest
+    and highest recommendation since a time, which the last of a run answers."""
 
     last_scale_down: float | None = None
     """When replicas were last lowered, for ``stepIntervalSeconds``."""
@@ -75,7 +77,9 @@ class History:
         return cls(recommendations=((now, current),), last_scale_down=last_scale_time)
 
     def record(self, now: float, recommended: int, keep_seconds: float) -> History:
-        kept = tuple((t, r) for t, r in self.recommendations if now - t <= keep_seconds)
+        kept = [(t, r) for t, r in self.recommendations if now - t <= keep_seconds]
+        if kept and kept[-1][1] == recommended:
+            kept.pop()
         return replace(self, recommendations=(*kept, (now, recommended)))
 
     def within(self, now: float, seconds: float) -> list[int]:
