@@ -225,3 +225,24 @@ async def test_an_unexpected_error_never_ends_the_loop(broken, monkeypatch):
     assert h.kube.of("replicas") == []
     await h.step(h.snapshot(backlog=8), seconds=1)
     assert h.kube.of("replicas") == [("replicas", 4)], "the next cycle carried on"
+
+
+async def test_skipped_steady_cycles_still_count_for_the_scale_down_window():
+    """A pool steady for minutes skips its decisions; when the load drops, the scale-down
+    still waits out the whole window from the last steady poll."""
+    h = Harness(
+        worker={"concurrency": 2},
+        scaling={"minReplicas": 0, "scaleDown": {"stabilizationWindowSeconds": 60}},
+    )
+    await h.ready(3)
+    busy = h.snapshot(backlog=6)
+    for _ in range(120):
+        await h.step(busy)
+    h.kube.calls.clear()
+    idle = h.snapshot(backlog=0)
+    for _ in range(59):
+        await h.step(idle)
+    assert h.kube.of("replicas") == [], "held through the 60 s window"
+    for _ in range(3):
+        await h.step(idle)
+    assert h.kube.of("replicas") == [("replicas", 0)]
