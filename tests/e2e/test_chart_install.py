@@ -121,7 +121,6 @@ def test_install_upgrade_uninstall(
         *values,
     )
     assert "Add a pool of workers" in out, "NOTES.txt is shown"
-    assert "pre-delete hook" in out
     wait_for(lambda: operator_kubelet.running_pods(), 30, "the operator pod running as a process")
     wait_for(
         lambda: (
