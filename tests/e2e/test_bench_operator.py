@@ -145,6 +145,7 @@ def _grace_in(namespace, cluster, request, redis_db, redis_password, deletion_co
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("count", [1000, 10000])
 def test_operator_memory_and_poll_time(count, cluster, namespace, stalk_operator):
     """Breadth: ``count`` idle TaskQueues on one broker. Prints the operator's memory per
