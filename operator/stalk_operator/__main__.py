@@ -18,8 +18,9 @@ def main() -> int:
     debug = config.log_level == "debug"
     kopf.configure(verbose=debug, debug=debug)
     logging.getLogger().setLevel(config.log_level.upper())
-    if not debug:  # one line per API request is noise; failures still show
+    if not debug:  # a line per API request or per watch event is noise; failures show
         logging.getLogger("httpx2").setLevel(logging.WARNING)
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),

@@ -45,11 +45,11 @@ class Fleet:
     ) -> None:
         self.settings = settings
         self.pollers = PollerRegistry(self._new_poller)
+        self.metrics = metrics
         self.context = LoopContext(
             settings,
             kube,
             self.pollers,
-            metrics,
             post_event,
             writers=asyncio.Semaphore(settings.api_concurrency),
             clock=clock,
@@ -57,6 +57,10 @@ class Fleet:
         self.loops: dict[Key, TaskQueueLoop] = {}
         self.deployments: dict[Key, DeploymentState] = {}
         self._by_pool: dict[str, TaskQueueLoop] = {}
+        # The scrape runs in the metrics server's thread: it reads a copy of the dict.
+        metrics.taskqueues.source = lambda: [
+            loop.report.figures for loop in self.loops.copy().values()
+        ]
         self._supervisor: asyncio.Task[None] | None = None
         self.last_tick = time.monotonic()
 
@@ -100,7 +104,7 @@ class Fleet:
     def _new_poller(self, endpoint: BrokerEndpoint) -> BrokerPoller:
         return BrokerPoller(
             endpoint,
-            metrics=self.context.metrics,
+            metrics=self.metrics,
             deliver=self._deliver,
             timeout_seconds=self.settings.broker_timeout_seconds,
             stale_after_seconds=self.settings.stale_worker_seconds,

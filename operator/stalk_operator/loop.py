@@ -39,7 +39,6 @@ from stalk_operator.faults import (
 )
 from stalk_operator.model import TaskQueue
 from stalk_operator.reporting import events
-from stalk_operator.reporting.metrics import Metrics
 from stalk_operator.reporting.report import Reporter
 from stalk_operator.scaling import Decision, History, decide
 from stalk_operator.settings import OperatorSettings
@@ -62,7 +61,6 @@ class LoopContext:
     settings: OperatorSettings
     kube: Kubernetes
     pollers: PollerRegistry
-    metrics: Metrics
     post_event: EventSink
     writers: asyncio.Semaphore
     """Slots for TaskQueues writing to the API server (``STALK_API_CONCURRENCY``)."""
@@ -87,7 +85,7 @@ class TaskQueueLoop:
         self.ctx = context
         self.taskqueue = taskqueue
         self.deployment: DeploymentState | None = None
-        self.report = Reporter(context.metrics.series(*taskqueue.key), status, context.settings)
+        self.report = Reporter(taskqueue, status, context.settings)
         self.faults = FaultTracker()
         self.history: History | None = None
         self.pending: tuple[int, float] | None = None
@@ -136,7 +134,6 @@ class TaskQueueLoop:
         if self._acting is not None:
             self._acting.cancel()
         await self.ctx.pollers.unsubscribe(self.taskqueue.pool)
-        self.report.forget()
 
     # -- observe and decide -----------------------------------------------------------
 
@@ -303,7 +300,7 @@ class TaskQueueLoop:
         await self.ctx.kube.set_replicas(tq.namespace, tq.deployment_name, target)
         self.history = decision.history
         self.pending = (target, now)
-        self.report.scaled("up" if target > current else "down", now)
+        self.report.scaled(target > current, now)
 
     def _failed(self, exc: BaseException, now: float) -> bool:
         """Record a failure; True when it is news (logged, and an Event posted)."""

@@ -15,11 +15,9 @@ import tracemalloc
 from collections import Counter
 
 import pytest
-from prometheus_client import CollectorRegistry
 from stalk_broker.depth import QueueDepth
 from stalk_operator.broker import PoolObservation, Snapshot
 from stalk_operator.loop import LoopContext, TaskQueueLoop
-from stalk_operator.reporting.metrics import Metrics
 from stalk_operator.settings import OperatorSettings
 from stalk_operator.workload import DeploymentState
 from standins import Clock, FakeKubernetes, FakePollers
@@ -36,7 +34,6 @@ async def test_memory_and_decision_time_per_taskqueue():
         settings=OperatorSettings.from_environ({}),
         kube=kube,
         pollers=FakePollers(),
-        metrics=Metrics(CollectorRegistry()),
         post_event=lambda tq, e: None,
         writers=asyncio.Semaphore(32),
         clock=clock,

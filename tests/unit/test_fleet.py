@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from stalk_operator.fleet import Fleet
 from stalk_operator.reporting.metrics import Metrics
 from stalk_operator.settings import OperatorSettings
@@ -51,4 +51,19 @@ async def test_liveness_names_a_stalled_supervisor_and_a_stuck_write():
     stale = f.stale(now=later)
     assert any("supervisor" in s for s in stale)
     assert any("ns/tq: a write pending" in s for s in stale)
+    await f.stop()
+
+
+async def test_a_taskqueues_series_come_and_go_with_it():
+    registry = CollectorRegistry()
+    settings = OperatorSettings.from_environ({})
+    f = Fleet(settings, FakeKubernetes(), Metrics(registry), lambda tq, e: None)
+    await f.upsert(stored("tq", ["q"], namespace="ns", uid="u"))
+    f.loops[("ns", "tq")].report.figures.desired_replicas = 3
+    f.loops[("ns", "tq")].report.figures.scaled_up = 2
+    text = generate_latest(registry).decode()
+    assert 'stalk_taskqueue_desired_replicas{namespace="ns",taskqueue="tq"} 3.0' in text
+    assert 'stalk_scale_events_total{direction="up",namespace="ns",taskqueue="tq"} 2.0' in text
+    await f.remove(("ns", "tq"))
+    assert 'taskqueue="tq"' not in generate_latest(registry).decode()
     await f.stop()

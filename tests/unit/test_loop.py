@@ -13,12 +13,10 @@ import logging
 import httpx2
 import pytest
 from lightkube.core.exceptions import ApiError
-from prometheus_client import CollectorRegistry
 from stalk_broker.depth import QueueDepth
 from stalk_broker.worker_state import WorkerLoad
 from stalk_operator.broker import PoolObservation, Snapshot
 from stalk_operator.loop import LoopContext, TaskQueueLoop
-from stalk_operator.reporting.metrics import Metrics
 from stalk_operator.settings import OperatorSettings
 from stalk_operator.workload import DeploymentState
 from standins import Clock, FakeKubernetes, FakePollers
@@ -39,7 +37,6 @@ class Harness:
             settings=OperatorSettings.from_environ({"STALK_DEFAULT_BROKER_URL": BROKER}),
             kube=self.kube,
             pollers=self.pollers,
-            metrics=Metrics(CollectorRegistry()),
             post_event=lambda tq, e: self.events.append((e.type, e.reason, e.message)),
             writers=asyncio.Semaphore(1),
             clock=self.clock,

@@ -10,7 +10,7 @@ from stalk_operator.broker import PoolObservation, Snapshot
 from stalk_operator.faults import Fault
 from stalk_operator.model import TaskQueue
 from stalk_operator.reporting import conditions, events
-from stalk_operator.reporting.metrics import TaskQueueSeries
+from stalk_operator.reporting.metrics import Figures
 from stalk_operator.reporting.status import Counts, StatusReport, StatusWriter
 from stalk_operator.scaling import Decision, Reason
 from stalk_operator.settings import OperatorSettings
@@ -21,15 +21,15 @@ _URGENT = frozenset({Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.OUT_OF_BOUNDS,
 
 class Reporter:
     def __init__(
-        self, series: TaskQueueSeries, found: Mapping[str, Any], settings: OperatorSettings
+        self, taskqueue: TaskQueue, found: Mapping[str, Any], settings: OperatorSettings
     ) -> None:
-        self.series = series
+        self.figures = Figures(taskqueue.namespace, taskqueue.name)
+        """What the metrics show; the collector reads it at scrape time."""
         self.writer = StatusWriter(
             settings.status_interval_seconds, conditions=list(found.get("conditions") or [])
         )
         self.last_scale_time: str | None = found.get("lastScaleTime")
         self.broker_ok: bool | None = None
-        self._observation: PoolObservation | None = None
 
     @property
     def last_scale_seconds(self) -> float | None:
@@ -38,11 +38,9 @@ class Reporter:
     def observed(
         self, snapshot: Snapshot, observation: PoolObservation | None
     ) -> list[events.Event]:
-        """Per-priority metrics when the observation changed; an Event when the broker is
-        lost or back."""
-        if observation is not None and observation is not self._observation:
-            self.series.record_depths(observation.depths)
-        self._observation = observation
+        """The metrics' view of the queues; an Event when the broker is lost or back."""
+        if observation is not None:
+            self.figures.depths = observation.depths
         event = events.broker_changed(self.broker_ok, snapshot.error, snapshot.broker)
         self.broker_ok = snapshot.error is None
         return [event] if event is not None else []
@@ -59,10 +57,14 @@ class Reporter:
         now: float,
     ) -> dict[str, Any] | None:
         """The status patch after a decision, or ``None`` when the last write stands."""
-        load = observation.load if observation is not None else None
-        self.series.record(load, decision.replicas, deployment.current)
+        figures = self.figures
+        figures.desired_replicas, figures.current_replicas = decision.replicas, deployment.current
+        figures.broker_up = 0 if observation is None else 1
         counts = None
         if observation is not None:
+            figures.backlog = observation.backlog
+            figures.in_flight = observation.in_flight
+            figures.busy_workers = observation.busy_workers
             counts = Counts(
                 backlog=observation.backlog,
                 in_flight=observation.in_flight,
@@ -117,15 +119,15 @@ class Reporter:
     def written(self, patch: Mapping[str, Any], now: float) -> None:
         self.writer.written_ok(patch, now)
 
-    def scaled(self, direction: str, now: float) -> None:
+    def scaled(self, up: bool, now: float) -> None:
         self.last_scale_time = conditions.timestamp(now)
-        self.series.scaled(direction)
+        if up:
+            self.figures.scaled_up += 1
+        else:
+            self.figures.scaled_down += 1
 
     def failed(self) -> None:
-        self.series.failed()
-
-    def forget(self) -> None:
-        self.series.forget()
+        self.figures.errors += 1
 
 
 def _blocked(taskqueue: TaskQueue, deployment: DeploymentState) -> conditions.Condition:
