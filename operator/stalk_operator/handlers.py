@@ -40,6 +40,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330  # a silently dropped watch is noticed
+    # List in pages: at start-up 10,000 Deployments in one reply would be hundreds of MiB
+    # of parsed JSON at once, and the heap never gives that back.
+    settings.watching.chunk_size = 200
     settings.peering.lifetime = config.peering_lifetime_seconds
     start_http_server(config.metrics_port)
     memo.fleet = Fleet(

@@ -25,7 +25,6 @@ from stalk_operator.actuation import Kubernetes
 from stalk_operator.broker import (
     BrokerPoller,
     PollerRegistry,
-    PoolObservation,
     Snapshot,
     Subscription,
     resolve_endpoint,
@@ -40,16 +39,13 @@ from stalk_operator.faults import (
 from stalk_operator.model import TaskQueue
 from stalk_operator.reporting import events
 from stalk_operator.reporting.report import Reporter
-from stalk_operator.scaling import Decision, History, decide
+from stalk_operator.rollout import Rollout
+from stalk_operator.scaling import Decision, decide
+from stalk_operator.scaling.memory import DecisionMemory
 from stalk_operator.settings import OperatorSettings
-from stalk_operator.workload import DeploymentState, build_deployment, selector_labels
+from stalk_operator.workload import DeploymentState, selector_labels
 
 logger = logging.getLogger(__name__)
-
-PENDING_PATCH_SECONDS = 5.0
-"""How long our own replica patch counts as current while the Deployment cache catches up."""
-CACHE_GRACE_SECONDS = 5.0
-"""How long a Deployment we applied may be missing from the cache before we apply again."""
 
 EventSink = Callable[[TaskQueue, events.Event], None]
 
@@ -87,14 +83,9 @@ class TaskQueueLoop:
         self.deployment: DeploymentState | None = None
         self.report = Reporter(taskqueue, status, context.settings)
         self.faults = FaultTracker()
-        self.history: History | None = None
-        self.pending: tuple[int, float] | None = None
-        self.applied: tuple[int, float] | None = None
-        """``(generation, when)`` of our last accepted apply of the Deployment."""
+        self.memory = DecisionMemory(self.report.last_scale_seconds)
+        self.rollout = Rollout()
         self.poller: BrokerPoller | None = None
-        self._quiet: tuple[Any, ...] | None = None
-        """(observation, deployment, TaskQueue, replicas) of the last steady cycle."""
-        self._steady_until: float | None = None
         self._subscribed: tuple[Any, ...] | None = None
         self._last_snapshot_at = 0.0
         self._acting: asyncio.Task[None] | None = None
@@ -152,7 +143,7 @@ class TaskQueueLoop:
         tq, plan = self.taskqueue, Plan()
         if self._signature() != self._subscribed:
             return Plan()  # subscribe first: see _act
-        plan.apply = self._needs_apply(now)
+        plan.apply = self.rollout.needed(tq, self.deployment, now)
         deployment = self.deployment
         if snapshot is None or deployment is None or not deployment.owned_by(tq.uid):
             plan.status = self.report.waiting(tq, deployment, self.faults.current, now)
@@ -160,82 +151,27 @@ class TaskQueueLoop:
         observation = None if snapshot.error else snapshot.pools.get(tq.pool)
         if observation is None and snapshot.error is None:
             return plan if plan.apply else None  # subscribed after this poll began
-        if self._steady(snapshot, observation, deployment):
-            self._steady_until = now
+        inputs = (observation, deployment, tq)
+        if self.faults.current is None and self.memory.unchanged(inputs, now):
             return plan if plan.apply else None
-        current = self._current(deployment.replicas, now)
-        history = self._history(current, now)
+        current = self.memory.current(deployment.replicas, now)
+        history = self.memory.before_deciding(current, tq.scaling, now)
         load = observation.load if observation is not None else None
         decision = decide(load, current, tq.scaling, history, now)
         if decision.changes(current):
             plan.decision, plan.current = decision, current
             plan.events.append(events.scaled(current, decision, load))
         else:
-            self.history = decision.history
+            self.memory.held(decision, current, inputs)
         plan.events += self.report.observed(snapshot, observation)
         plan.reported = functools.partial(
             self.report.decided, tq, snapshot, observation, decision, deployment, now=now
         )
         plan.status = plan.reported(self.faults.current)
         if plan.apply or plan.decision or plan.status or plan.events:
-            self._quiet = None
+            self.memory.unsettled()
             return plan
-        if decision.recommended == current:
-            self._quiet = (observation, deployment, tq, current)
         return None
-
-    def _steady(
-        self,
-        snapshot: Snapshot,
-        observation: PoolObservation | None,
-        deployment: DeploymentState,
-    ) -> bool:
-        """Whether nothing the decision depends on has changed since a cycle that held
-        replicas where the load put them. Then deciding again would hold them again and
-        write nothing, so it is skipped: 10,000 idle TaskQueues cost a few identity
-        checks each per poll (the poller keeps unchanged observations as the same object,
-        the watches replace what changed)."""
-        quiet = self._quiet
-        return (
-            quiet is not None
-            and quiet[0] is observation
-            and quiet[1] is deployment
-            and quiet[2] is self.taskqueue
-            and snapshot.error is None
-            and self.pending is None
-            and self.faults.current is None
-        )
-
-    def _history(self, current: int, now: float) -> History:
-        """The decision's history, told that the steady recommendation held until the
-        last skipped cycle (the stabilization windows count from then)."""
-        if self.history is None:
-            self.history = History.after_restart(now, current, self.report.last_scale_seconds)
-        if self._quiet is not None and self._steady_until is not None:
-            keep = max(
-                self.taskqueue.scaling.up_window_seconds, self.taskqueue.scaling.down_window_seconds
-            )
-            self.history = self.history.record(self._steady_until, self._quiet[3], keep)
-        self._quiet, self._steady_until = None, None
-        return self.history
-
-    def _current(self, replicas: int, now: float) -> int:
-        """The Deployment's replicas, or our own patch while the cache catches up."""
-        if self.pending is not None:
-            patched, at = self.pending
-            if replicas == patched or now - at > PENDING_PATCH_SECONDS:
-                self.pending = None
-            else:
-                return patched
-        return replicas
-
-    def _needs_apply(self, now: float) -> bool:
-        tq, deployment = self.taskqueue, self.deployment
-        if deployment is not None and not deployment.owned_by(tq.uid):
-            return False  # someone else's: never written (the report says so)
-        if self.applied is None or self.applied[0] != tq.generation:
-            return True
-        return deployment is None and now - self.applied[1] > CACHE_GRACE_SECONDS
 
     def _signature(self) -> tuple[Any, ...]:
         tq = self.taskqueue
@@ -287,9 +223,9 @@ class TaskQueueLoop:
     async def _apply(self) -> None:
         tq = self.taskqueue
         await self.ctx.kube.apply_deployment(
-            build_deployment(tq), initial_replicas=tq.scaling.min_replicas
+            self.rollout.manifest(tq), initial_replicas=tq.scaling.min_replicas
         )
-        self.applied = (tq.generation, self.ctx.clock())
+        self.rollout.done(tq, self.ctx.clock())
         logger.info("%s: applied its Deployment (generation %d)", tq.pool, tq.generation)
 
     async def _scale(self, decision: Decision, current: int, now: float) -> None:
@@ -298,8 +234,7 @@ class TaskQueueLoop:
             workers = await self.poller.worker_loads(tq.pool)
             await self.ctx.kube.mark_deletion_costs(tq.namespace, selector_labels(tq), workers)
         await self.ctx.kube.set_replicas(tq.namespace, tq.deployment_name, target)
-        self.history = decision.history
-        self.pending = (target, now)
+        self.memory.scaled(decision, now)
         self.report.scaled(target > current, now)
 
     def _failed(self, exc: BaseException, now: float) -> bool:

@@ -7,6 +7,8 @@ never resets the replica count and the autoscaler never fights the reconciler.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,7 @@ from stalk_operator.model import TaskQueue
 WORKER_CONTAINER = "worker"
 TASKQUEUE_LABEL = "stalk.dev/taskqueue"
 MANAGED_BY = conventions.WORKER_MANAGED_BY
+TEMPLATE_HASH_ANNOTATION = "stalk.dev/template-hash"
 HEARTBEAT_FILE = "/tmp/stalk-heartbeat"  # noqa: S108 - on the pod's own emptyDir
 SOFT_LIMIT_MARGIN_SECONDS = 30
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
@@ -34,6 +37,9 @@ class DeploymentState:
     owner: tuple[str, str, str] | None
     """``(kind, name, uid)`` of the controlling owner, if any."""
 
+    template_hash: str | None = None
+    """The hash :func:`build_deployment` stamped on the template last applied."""
+
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> DeploymentState:
         spec, status = body.get("spec") or {}, body.get("status") or {}
@@ -44,6 +50,7 @@ class DeploymentState:
             ready=int(status.get("readyReplicas") or 0),
             current=int(status.get("replicas") or 0),
             owner=owner,
+            template_hash=template_hash(body),
         )
 
     def owned_by(self, uid: str) -> bool:
@@ -139,6 +146,19 @@ def worker_env(taskqueue: TaskQueue) -> list[dict[str, Any]]:
 
 
 def build_deployment(taskqueue: TaskQueue) -> dict[str, Any]:
+    """The manifest, stamped with a hash of itself: an operator that restarts re-applies
+    only the Deployments whose template it would now write differently."""
+    manifest = _manifest(taskqueue)
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+    manifest["metadata"]["annotations"] = {TEMPLATE_HASH_ANNOTATION: digest}
+    return manifest
+
+
+def template_hash(manifest: Mapping[str, Any]) -> str | None:
+    return (manifest["metadata"].get("annotations") or {}).get(TEMPLATE_HASH_ANNOTATION)
+
+
+def _manifest(taskqueue: TaskQueue) -> dict[str, Any]:
     worker = taskqueue.worker
     labels = common_labels(taskqueue)
     container: dict[str, Any] = {

@@ -25,8 +25,12 @@ class Reporter:
     ) -> None:
         self.figures = Figures(taskqueue.namespace, taskqueue.name)
         """What the metrics show; the collector reads it at scrape time."""
+        # What the object already says counts as written: a restarted operator rewrites
+        # only what changed.
         self.writer = StatusWriter(
-            settings.status_interval_seconds, conditions=list(found.get("conditions") or [])
+            settings.status_interval_seconds,
+            written={k: v for k, v in found.items() if k != "conditions"},
+            conditions=list(found.get("conditions") or []),
         )
         self.last_scale_time: str | None = found.get("lastScaleTime")
         self.broker_ok: bool | None = None
