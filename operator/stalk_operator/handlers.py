@@ -43,6 +43,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # List in pages: at start-up 10,000 Deployments in one reply would be hundreds of MiB
     # of parsed JSON at once, and the heap never gives that back.
     settings.watching.chunk_size = 200
+    # kopf keeps a worker per object for this long after its last event, with the event's
+    # body; our handlers take microseconds, so lingering only holds memory (1,000
+    # TaskQueues restarting: 152 -> 98 MiB).
+    settings.batching.idle_timeout = 0.5
     settings.peering.lifetime = config.peering_lifetime_seconds
     start_http_server(config.metrics_port)
     memo.fleet = Fleet(

@@ -84,7 +84,7 @@ class TaskQueueLoop:
         self.report = Reporter(taskqueue, status, context.settings)
         self.faults = FaultTracker()
         self.memory = DecisionMemory(self.report.last_scale_seconds)
-        self.rollout = Rollout()
+        self.rollout = Rollout(bool(status.get("deployment")), context.clock())
         self.poller: BrokerPoller | None = None
         self._subscribed: tuple[Any, ...] | None = None
         self._last_snapshot_at = 0.0
