@@ -34,7 +34,7 @@ from stalk_operator.workload import MANAGED_BY, DeploymentState
 logger = logging.getLogger(__name__)
 
 
-@kopf.on.startup()
+@kopf.on.startup(errors=kopf.ErrorsMode.PERMANENT)  # exit, and let Kubernetes restart us
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = OperatorSettings.from_environ()
     settings.posting.level = logging.WARNING
