@@ -69,7 +69,6 @@ def broker_env(redis_db: RedisServer, tmp_path: Path) -> dict[str, str]:
         "STALK_REDIS_PASSWORD": REDIS_PASSWORD,
         "STALK_SCRATCH_DIR": str(tmp_path / "scratch"),
         "STALK_REPORTS_DIR": str(tmp_path / "reports"),
-        "STALK_HEARTBEAT_FILE": str(tmp_path / "heartbeat"),
         "STALK_SMTP_SECURITY": "none",
     }
 

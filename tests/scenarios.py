@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
 from kube import ReplicaWatch, wait_for
 from stalk_devenv.stack import WORKER_LABELS
 from taskqueues import taskqueue
 from workers import client_app, client_env
 
-SLEEP = "stalk_worker.tasks.canvas.sleep"
+
+@dataclass(frozen=True)
+class App:
+    """A Celery app as a TaskQueue runs it, and how a test sends it a task that sleeps."""
+
+    worker: Mapping[str, Any] = field(default_factory=dict)
+    """``spec.worker`` fields (image, app, agent) beside the scenario's own."""
+
+    sleep: str = "stalk_worker.tasks.canvas.sleep"
+    """A task taking ``(seconds, label)`` and returning ``{hostname, finished, seconds}``."""
+
+    images: Mapping[str, Path] = field(default_factory=dict)
+    """For the process kubelet: the app's image name to its virtualenv's bin directory."""
+
+    client: Callable[[Any], Any] = lambda redis_db: client_app(client_env(redis_db))
+    """A context manager yielding a Celery app that sends to the test Redis."""
+
+
+STALK_APP = App()
+
+
+def plain_client(url: str) -> Any:
+    """A bare Celery client, for a team's app (it shares only task names with it)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def open_client(redis_db: Any) -> Any:
+        client = Celery("client", broker=url, backend=url, set_as_current=False)
+        client.conf.update(accept_content=["json"], task_serializer="json")
+        yield client
+
+    return open_client
 
 
 def grace_scenario(
@@ -19,11 +56,12 @@ def grace_scenario(
     redis_password,
     *,
     deletion_cost: bool,
+    app: App = STALK_APP,
 ):
     """4 workers; 2 finish short tasks and go idle while 2 run long ones; the pool must
     shrink to 2 and then, once the long tasks end, to 0. Returns what happened."""
     stalk_operator(STALK_POD_DELETION_COST=str(deletion_cost).lower())
-    kubelet = process_kubelet(namespace, WORKER_LABELS)
+    kubelet = process_kubelet(namespace, WORKER_LABELS, images=dict(app.images))
     cluster.apply(
         taskqueue(
             "crunch",
@@ -31,6 +69,7 @@ def grace_scenario(
             # A 3 s grace period, shorter than the long tasks: a busy worker chosen as a
             # victim is killed mid-task, so the test sees every wrong choice.
             worker={
+                **app.worker,
                 "concurrency": 1,
                 "taskTimeLimitSeconds": 60,
                 "terminationGracePeriodSeconds": 3,
@@ -46,20 +85,21 @@ def grace_scenario(
     )
     watch = ReplicaWatch(cluster.kubeconfig, namespace, "crunch")
     watch.wait_for(4, 15)
-    pool_key = f"stalk:pool:{namespace}/crunch"
-    wait_for(lambda: redis_db.client().hlen(pool_key) == 4, 60, "4 workers reporting load")
-    env = client_env(redis_db)
-    with client_app(env) as app:
+    wait_for(lambda: len(kubelet.running_pods()) == 4, 60, "4 worker processes")
+    if app.worker.get("agent") != "Disabled":
+        pool_key = f"stalk:pool:{namespace}/crunch"
+        wait_for(lambda: redis_db.client().hlen(pool_key) == 4, 90, "4 workers reporting load")
+    else:
+        wait_for(lambda: consuming(redis_db) == 4, 90, "4 workers consuming")
+    with app.client(redis_db) as client:
         durations = [1, 1, 12, 12]
         results = [
-            app.send_task(SLEEP, args=(d, f"task-{i}"), queue="crunch")
+            client.send_task(app.sleep, args=(d, f"task-{i}"), queue="crunch")
             for i, d in enumerate(durations)
         ]
-        wait_for(
-            lambda: all(r.state in ("STARTED", "SUCCESS") for r in results),
-            30,
-            "every task to start, one per worker",
-        )
+        # Each worker holds one task at most (concurrency 1, prefetch 1): an empty list
+        # means every task went to a worker of its own.
+        wait_for(lambda: redis_db.client().llen("crunch") == 0, 30, "every task taken")
         cluster.kubectl(
             "patch",
             "tq",
@@ -86,4 +126,11 @@ def grace_scenario(
         "outcomes": outcomes,
         "killed_pods": len(killed),
         "unfinished_tasks": outcomes.count(None),
+        "status": cluster.taskqueue_status(namespace, "crunch"),
     }
+
+
+def consuming(redis_db) -> int:
+    """Workers waiting on a queue (one blocking read each): a worker that gives no other
+    sign of being up (no agent) gives this one."""
+    return sum(1 for c in redis_db.client().client_list() if c.get("cmd") == "brpop")

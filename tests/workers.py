@@ -1,26 +1,45 @@
-"""Real ``celery worker`` processes of the Stalk app, and a client app to send them tasks."""
+"""Real ``celery worker`` processes with the Stalk agent, and a client app to send tasks."""
 
 from __future__ import annotations
 
 import os
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from celery import Celery
 from kube import wait_for
-from stalk_devenv.process import ManagedProcess
+from stalk_devenv.process import ManagedProcess, free_port
 from stalk_devenv.redis import RedisServer
 
 
 class Worker:
-    def __init__(self, process: ManagedProcess, heartbeat: Path, hostname: str) -> None:
+    def __init__(self, process: ManagedProcess, health_port: int, hostname: str) -> None:
         self.process = process
-        self.heartbeat = heartbeat
+        self.health_port = health_port
         self.hostname = hostname
 
     def log(self) -> str:
         return self.process.log_path.read_text(errors="replace")
+
+    def health(self) -> tuple[int, str]:
+        """The agent's ``/healthz``: status code and body."""
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read().decode()
+
+    def beating(self) -> bool:
+        """Whether the agent answers and the worker's event loop has beaten."""
+        try:
+            code, body = self.health()
+        except OSError:
+            return False
+        return code == 200 and "last beat" in body
 
     def terminate(self, grace: float = 30) -> int | None:
         """SIGTERM and wait, as the kubelet does on pod deletion."""
@@ -28,6 +47,9 @@ class Worker:
 
 
 class WorkerFactory:
+    """``celery worker`` processes with the Stalk agent attached, as the operator runs
+    them: Stalk's own app by default, or a team's app from its own virtualenv."""
+
     def __init__(self, root: Path, python: Path) -> None:
         self.root = root
         self.python = python
@@ -41,26 +63,27 @@ class WorkerFactory:
         hostname: str | None = None,
         extra_args: Sequence[str] = (),
         pythonpath: Sequence[Path] = (),
+        app: str = "stalk_worker.app",
+        python: Path | None = None,
     ) -> Worker:
         index = len(self.started)
         name = hostname or f"worker-{index}"
-        heartbeat = self.root / f"{name}.alive"
+        health_port = free_port()
         full_env = {
             **os.environ,
             **env,
-            "STALK_HEARTBEAT_FILE": str(heartbeat),
-            "STALK_HEARTBEAT_INTERVAL_SECONDS": "0.5",
+            "STALK_AGENT_HEALTH_PORT": str(health_port),
         }
         if pythonpath:
             full_env["PYTHONPATH"] = os.pathsep.join(
                 [*map(str, pythonpath), full_env.get("PYTHONPATH", "")]
             )
         argv = [
-            str(self.python),
+            str(python or self.python),
             "-m",
             "celery",
             "-A",
-            "stalk_worker.app",
+            app,
             "worker",
             "-Q",
             ",".join(queues),
@@ -72,11 +95,13 @@ class WorkerFactory:
             "--without-mingle",
             "-l",
             "INFO",
+            "--include",
+            "stalk_agent.boot",
             *extra_args,
         ]
         process = ManagedProcess(name, argv, self.root, env=full_env)
-        process.start(ready=heartbeat.exists, timeout=60)
-        worker = Worker(process, heartbeat, name)
+        worker = Worker(process, health_port, name)
+        process.start(ready=worker.beating, timeout=60)
         self.started.append(worker)
         return worker
 

@@ -27,7 +27,7 @@ READ_POOLS_SCRIPT = """
 -- KEYS[2]: the poll set's counts: per pool, how many list keys it has.
 -- ARGV: now (unix seconds), staleness limit in seconds, record version, poll set TTL.
 -- Returns false when the poll set is missing (so the caller writes it again); else, per
--- pool: each list's length, then in-flight tasks, then busy workers.
+-- pool: each list's length, then in-flight tasks, busy workers, and reporting workers.
 if redis.call('EXISTS', KEYS[2]) == 0 then return false end
 local now, stale, version = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
@@ -40,19 +40,21 @@ for p = 1, #counts do
     out[#out + 1] = redis.call('LLEN', keys[k])
     k = k + 1
   end
-  local in_flight, busy = 0, 0
+  local in_flight, busy, reporting = 0, 0, 0
   for _, raw in ipairs(redis.call('HVALS', keys[k])) do
     local ok, r = pcall(cjson.decode, raw)
     if ok and type(r) == 'table' and r.v == version and type(r.updated) == 'number'
         and now - r.updated <= stale then
       local held = math.max(0, tonumber(r.active) or 0) + math.max(0, tonumber(r.reserved) or 0)
       in_flight = in_flight + held
+      reporting = reporting + 1
       if held > 0 then busy = busy + 1 end
     end
   end
   k = k + 1
   out[#out + 1] = in_flight
   out[#out + 1] = busy
+  out[#out + 1] = reporting
 end
 return out
 """
@@ -71,6 +73,8 @@ class PoolReading:
     """Per queue, per priority step, in the order of ``layout.queue_lists``."""
     in_flight: int
     busy_workers: int
+    reporting_workers: int
+    """Workers with a fresh load record: 0 means no agent reports for this pool."""
 
 
 def poll_set(queries: Sequence[PoolQuery]) -> tuple[list[str], list[int]]:
@@ -93,9 +97,9 @@ def split_reply(queries: Sequence[PoolQuery], reply: Sequence[Any]) -> list[Pool
     for query in queries:
         count = len(query.queues) * len(query.layout.priority_steps)
         lengths = tuple(int(n) for n in reply[index : index + count])
-        in_flight, busy = int(reply[index + count]), int(reply[index + count + 1])
-        readings.append(PoolReading(lengths, in_flight, busy))
-        index += count + 2
+        in_flight, busy, reporting = (int(n) for n in reply[index + count : index + count + 3])
+        readings.append(PoolReading(lengths, in_flight, busy, reporting))
+        index += count + 3
     if index != len(reply):
         raise ValueError("the script's reply does not match the pools asked for")
     return readings

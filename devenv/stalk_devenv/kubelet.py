@@ -28,6 +28,7 @@ from typing import Any
 
 from lightkube import Client, KubeConfig
 from lightkube.core.exceptions import ApiError
+from lightkube.models.core_v1 import Container
 from lightkube.resources.core_v1 import ConfigMap, Pod, Secret
 
 from stalk_devenv import podenv
@@ -38,6 +39,8 @@ from stalk_devenv.process import ManagedProcess
 logger = logging.getLogger(__name__)
 
 RESTART_BACKOFF_MAX_SECONDS = 10.0
+INIT_TIMEOUT_SECONDS = 120.0
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 @dataclass
@@ -78,6 +81,7 @@ class ProcessKubelet:
         labels: Mapping[str, str],
         namespace: str | None = None,
         python_bin_dir: Path | None = None,
+        images: Mapping[str, Path] | None = None,
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.cluster = cluster
@@ -85,6 +89,11 @@ class ProcessKubelet:
         self.labels: dict[str, Any] = dict(labels)
         self.namespace = namespace
         self.python_bin_dir = python_bin_dir or Path(sys.executable).parent
+        self.images = dict(images or {})
+        """Image name to the bin directory of the virtualenv that stands in for it (a
+        team's own app); every other image runs from ``python_bin_dir``."""
+        self._starting: set[str] = set()
+        self._deleted_while_starting: set[str] = set()
         self.extra_env = dict(extra_env or {})
         prepare_decoders()  # before the watch thread: see stalk_devenv.models
         self.client = Client(
@@ -142,6 +151,8 @@ class ProcessKubelet:
         if event == "DELETED" or meta.deletionTimestamp is not None:
             if running is not None:
                 self._begin_termination(running, pod)
+            elif meta.uid in self._starting:
+                self._deleted_while_starting.add(meta.uid)  # _start_pod finishes it
             elif (meta.annotations or {}).get(CLAIMED_BY_PROCESS_KUBELET):
                 self._finish_deletion(meta.namespace or "", meta.name or "")
             return
@@ -170,6 +181,16 @@ class ProcessKubelet:
     # -- running --------------------------------------------------------------------
 
     def _run(self, pod: Pod) -> None:
+        """Start the pod's containers, after its init containers ran to success, in a
+        thread of its own (init containers take a while)."""
+        assert pod.metadata is not None and pod.metadata.uid is not None
+        with self._lock:
+            if pod.metadata.uid in self._starting:
+                return
+            self._starting.add(pod.metadata.uid)
+        threading.Thread(target=self._start_pod, args=(pod,), daemon=True).start()
+
+    def _start_pod(self, pod: Pod) -> None:
         meta, spec = pod.metadata, pod.spec
         assert meta is not None and spec is not None and meta.uid is not None
         directory = self.workdir / f"{meta.namespace}_{meta.name}"
@@ -187,30 +208,13 @@ class ProcessKubelet:
         mounts = self._mounts(pod, directory)
         try:
             base_env = self._base_env(pod, directory)
+            for init in spec.initContainers or []:
+                process = self._launch(pod, init, base_env, mounts, directory)
+                code = process.wait(timeout=INIT_TIMEOUT_SECONDS)
+                if code != 0:
+                    raise RuntimeError(f"init container {init.name} exited with {code}")
             for container in spec.containers:
-                env = {
-                    **base_env,
-                    **podenv.container_env(
-                        pod, container, mounts, self._secret_data, self._config_map_data
-                    ),
-                }
-                argv = [
-                    podenv.expand(part, env)
-                    for part in [*(container.command or []), *(container.args or [])]
-                ]
-                if not argv:
-                    raise ValueError(
-                        f"container {container.name} has no command: the "
-                        "process kubelet cannot know an image's entrypoint"
-                    )
-                argv = [podenv.map_paths(part, mounts) for part in argv]
-                cwd = (
-                    Path(podenv.map_paths(container.workingDir, mounts))
-                    if container.workingDir
-                    else directory
-                )
-                process = ManagedProcess(container.name, argv, directory, env=env, cwd=cwd)
-                process.start()
+                process = self._launch(pod, container, base_env, mounts, directory)
                 running.containers.append(ContainerProcess(container.name, process))
         except Exception as exc:
             logger.error("cannot run pod %s/%s: %s", meta.namespace, meta.name, exc)
@@ -220,13 +224,55 @@ class ProcessKubelet:
             return
         with self._lock:
             self.pods[meta.uid] = running
+            deleted = meta.uid in self._deleted_while_starting
+        if deleted:
+            self._begin_termination(running, pod)
         logger.info("running pod %s/%s", meta.namespace, meta.name)
+
+    def _launch(
+        self,
+        pod: Pod,
+        container: Container,
+        base_env: Mapping[str, str],
+        mounts: Mapping[str, Path],
+        directory: Path,
+    ) -> ManagedProcess:
+        """One container as a process, with the Python of its image on its PATH."""
+        env = {
+            **base_env,
+            "PATH": f"{self._bin_dir(container.image)}{os.pathsep}{BASE_PATH}",
+            **podenv.container_env(
+                pod, container, mounts, self._secret_data, self._config_map_data
+            ),
+        }
+        argv = [
+            podenv.expand(part, env)
+            for part in [*(container.command or []), *(container.args or [])]
+        ]
+        if not argv:
+            raise ValueError(
+                f"container {container.name} has no command: the "
+                "process kubelet cannot know an image's entrypoint"
+            )
+        argv = [podenv.map_paths(part, mounts) for part in argv]
+        cwd = (
+            Path(podenv.map_paths(container.workingDir, mounts))
+            if container.workingDir
+            else directory
+        )
+        process = ManagedProcess(container.name, argv, directory, env=env, cwd=cwd)
+        process.start()
+        return process
+
+    def _bin_dir(self, image: str | None) -> Path:
+        """Where an image's programs are: the project's venv unless ``images`` says."""
+        return self.images.get(image or "", self.python_bin_dir)
 
     def _mounts(self, pod: Pod, directory: Path) -> dict[str, Path]:
         assert pod.spec is not None
         empty_dirs = {v.name for v in pod.spec.volumes or [] if v.emptyDir is not None}
         mounts: dict[str, Path] = {}
-        for container in pod.spec.containers:
+        for container in [*(pod.spec.initContainers or []), *pod.spec.containers]:
             for mount in container.volumeMounts or []:
                 if mount.name in empty_dirs:
                     local = directory / "volumes" / mount.name
@@ -237,7 +283,6 @@ class ProcessKubelet:
     def _base_env(self, pod: Pod, directory: Path) -> dict[str, str]:
         assert pod.metadata is not None and pod.spec is not None
         env = {
-            "PATH": f"{self.python_bin_dir}{os.pathsep}/usr/local/bin:/usr/bin:/bin",
             "HOME": str(directory),
             "HOSTNAME": pod.metadata.name or "",
             "TMPDIR": str(directory),

@@ -58,6 +58,9 @@ class WorkerSpec:
     image: str
     image_pull_policy: str
     app: str
+    agent: str
+    """``Injected``, ``Installed`` or ``Disabled``: see :mod:`stalk_operator.celery_worker`."""
+    agent_image: str
     concurrency: int
     pool: str
     prefetch_multiplier: int
@@ -170,6 +173,8 @@ def _parse_worker(spec: Mapping[str, Any], settings: OperatorSettings) -> Worker
         image=spec.get("image") or settings.default_worker_image,
         image_pull_policy=spec.get("imagePullPolicy") or settings.default_image_pull_policy,
         app=spec["app"],
+        agent=spec["agent"],
+        agent_image=settings.agent_image or settings.default_worker_image,
         concurrency=int(spec["concurrency"]),
         pool=spec["pool"],
         prefetch_multiplier=int(spec["prefetchMultiplier"]),

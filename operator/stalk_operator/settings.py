@@ -53,6 +53,12 @@ class OperatorSettings:
         "ghcr.io/stalk-dev/stalk-worker:0.1.0",
         "Worker image of TaskQueues that name none.",
     )
+    agent_image: str = env(
+        "STALK_AGENT_IMAGE",
+        "",
+        "Image the Stalk agent is copied from into worker pods (`agent: Injected`); empty "
+        "means the default worker image.",
+    )
     default_image_pull_policy: str = env(
         "STALK_DEFAULT_IMAGE_PULL_POLICY", "IfNotPresent", "Pull policy of the default image."
     )

@@ -15,15 +15,13 @@ from typing import Any
 
 from stalk_config import conventions
 
-from stalk_operator import API_GROUP, API_VERSION
+from stalk_operator import API_GROUP, API_VERSION, celery_worker
 from stalk_operator.model import TaskQueue
 
 WORKER_CONTAINER = "worker"
 TASKQUEUE_LABEL = "stalk.dev/taskqueue"
 MANAGED_BY = conventions.WORKER_MANAGED_BY
 TEMPLATE_HASH_ANNOTATION = "stalk.dev/template-hash"
-HEARTBEAT_FILE = "/tmp/stalk-heartbeat"  # noqa: S108 - on the pod's own emptyDir
-SOFT_LIMIT_MARGIN_SECONDS = 30
 DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 
 
@@ -82,69 +80,6 @@ def owner_reference(taskqueue: TaskQueue) -> dict[str, Any]:
     }
 
 
-def worker_command(taskqueue: TaskQueue) -> list[str]:
-    worker = taskqueue.worker
-    args = [
-        "celery",
-        "-A",
-        worker.app,
-        "worker",
-        "--queues",
-        ",".join(taskqueue.queues),
-        "--concurrency",
-        str(worker.concurrency),
-        "--pool",
-        worker.pool,
-        # The pod name is the Celery host name: how load records map to pods.
-        "--hostname",
-        "$(POD_NAME)",
-        "--without-gossip",
-        "--without-mingle",
-        "--loglevel",
-        "INFO",
-    ]
-    if worker.max_tasks_per_child is not None:
-        args += ["--max-tasks-per-child", str(worker.max_tasks_per_child)]
-    return [*args, *worker.extra_args]
-
-
-def worker_env(taskqueue: TaskQueue) -> list[dict[str, Any]]:
-    broker, worker = taskqueue.broker, taskqueue.worker
-    limit = worker.task_time_limit_seconds
-    env: list[dict[str, Any]] = [
-        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": "STALK_POOL", "value": taskqueue.pool},
-        {"name": "STALK_BROKER_URL", "value": broker.url},
-        {
-            "name": "STALK_PRIORITY_STEPS",
-            "value": ",".join(str(s) for s in broker.layout.priority_steps),
-        },
-        {"name": "STALK_PREFETCH_MULTIPLIER", "value": str(worker.prefetch_multiplier)},
-        {"name": "STALK_TASK_TIME_LIMIT_SECONDS", "value": str(limit)},
-        {
-            "name": "STALK_TASK_SOFT_TIME_LIMIT_SECONDS",
-            "value": str(max(1, limit - SOFT_LIMIT_MARGIN_SECONDS)),
-        },
-        {"name": "STALK_VISIBILITY_TIMEOUT_SECONDS", "value": str(max(3600, 2 * limit))},
-        {"name": "STALK_HEARTBEAT_FILE", "value": HEARTBEAT_FILE},
-    ]
-    if broker.master_name and broker.url.startswith("sentinel://"):
-        env.append({"name": "STALK_SENTINEL_MASTER", "value": broker.master_name})
-    if broker.layout.global_keyprefix:
-        env.append({"name": "STALK_GLOBAL_KEYPREFIX", "value": broker.layout.global_keyprefix})
-    for name, ref in (
-        ("STALK_REDIS_PASSWORD", broker.password),
-        ("STALK_SENTINEL_PASSWORD", broker.sentinel_password),
-    ):
-        if ref is not None:
-            env.append(
-                {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-            )
-    # The user's variables come last: for duplicate names the last one wins.
-    return env + [dict(v) for v in worker.env]
-
-
 def build_deployment(taskqueue: TaskQueue) -> dict[str, Any]:
     """The manifest, stamped with a hash of itself: an operator that restarts re-applies
     only the Deployments whose template it would now write differently."""
@@ -161,28 +96,26 @@ def template_hash(manifest: Mapping[str, Any]) -> str | None:
 def _manifest(taskqueue: TaskQueue) -> dict[str, Any]:
     worker = taskqueue.worker
     labels = common_labels(taskqueue)
+    security = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    agent_mounts, agent_volumes = celery_worker.agent_mounts(taskqueue)
     container: dict[str, Any] = {
         "name": WORKER_CONTAINER,
         "image": worker.image,
         "imagePullPolicy": worker.image_pull_policy,
-        "command": worker_command(taskqueue),
-        "env": worker_env(taskqueue),
+        "command": celery_worker.command(taskqueue),
+        "env": celery_worker.environment(taskqueue),
         "resources": dict(worker.resources) or DEFAULT_RESOURCES,
-        "livenessProbe": {
-            "exec": {"command": ["stalk-worker-alive"]},
-            "initialDelaySeconds": 20,
-            "periodSeconds": 15,
-            "timeoutSeconds": 5,
-            "failureThreshold": 4,
-        },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *agent_mounts],  # noqa: S108
+        "securityContext": security,
     }
+    probe = celery_worker.liveness_probe(taskqueue)
+    if probe is not None:
+        container["livenessProbe"] = probe
     if worker.env_from:
         container["envFrom"] = [dict(s) for s in worker.env_from]
     pod_spec: dict[str, Any] = {
@@ -200,8 +133,18 @@ def _manifest(taskqueue: TaskQueue) -> dict[str, Any]:
             **dict(worker.pod_template.get("securityContext") or {}),
         },
         "containers": [container, *worker.pod_template.get("containers", [])],
-        "volumes": [{"name": "tmp", "emptyDir": {}}, *worker.pod_template.get("volumes", [])],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {}},
+            *agent_volumes,
+            *worker.pod_template.get("volumes", []),
+        ],
     }
+    init = [
+        *celery_worker.init_containers(taskqueue, security),
+        *worker.pod_template.get("initContainers", []),
+    ]
+    if init:
+        pod_spec["initContainers"] = init
     if worker.service_account_name:
         pod_spec["serviceAccountName"] = worker.service_account_name
     if worker.node_selector:

@@ -53,7 +53,6 @@ def worker_deployment(replicas: int, broker_url: str, grace_seconds: int = 30) -
                                         "secretKeyRef": {"name": "redis", "key": "password"}
                                     },
                                 },
-                                {"name": "STALK_HEARTBEAT_FILE", "value": "/tmp/heartbeat"},
                             ],
                             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                         }

@@ -52,10 +52,12 @@ def test_script_sums_what_the_python_reader_accepts(redis_db):
     assert busy_pool.lengths == (1, 2, 0, 4)
     assert busy_pool.in_flight == sum(w.in_flight for w in python_view) == 4
     assert busy_pool.busy_workers == sum(1 for w in python_view if w.busy) == 2
+    assert busy_pool.reporting_workers == len(python_view)
     assert (empty_pool.lengths, empty_pool.in_flight, empty_pool.busy_workers) == (
         (0, 0, 0, 0),
         0,
         0,
     )
+    assert empty_pool.reporting_workers == 0, "no records: no agent reports for this pool"
     client.delete("set:counts")
     assert script(keys=["set:keys", "set:counts"], args=script_arguments(now, 10.0)) is None

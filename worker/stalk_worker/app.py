@@ -2,7 +2,8 @@
 
 Task modules are the built-in ones, every module registered under the ``stalk.tasks``
 entry point group (how a company ships its own tasks on our image), and any named in
-``STALK_TASK_MODULES``.
+``STALK_TASK_MODULES``. Load records and ``/healthz`` come from the Stalk agent
+(:mod:`stalk_agent`), which the operator attaches to this app as to any other.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from importlib.metadata import entry_points
 
 from celery import Celery
 
-from stalk_worker.bootsteps import HeartbeatFile, LoadReporter
 from stalk_worker.config import BUILTIN_TASK_MODULES, celery_config
 from stalk_worker.runtime import settings
 
@@ -27,9 +27,6 @@ def task_modules() -> list[str]:
 def create_app() -> Celery:
     app = Celery("stalk", include=task_modules())
     app.conf.update(celery_config(settings()))
-    app.steps["consumer"].add(HeartbeatFile)
-    if settings().pool_name:
-        app.steps["consumer"].add(LoadReporter)
     return app
 
 

@@ -6,45 +6,21 @@ The operator and the chart configure workers only through these variables. Run
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from stalk_broker import DEFAULT_PRIORITY_STEPS, BrokerEndpoint
-from stalk_config import Secret, SettingsError, env, from_env, markdown_table, reveal
+from stalk_broker import BrokerEndpoint
+from stalk_broker.settings import BrokerSettings
+from stalk_config import Secret, SettingsError, env, markdown_table
 
 
 @dataclass(frozen=True)
-class WorkerSettings:
+class WorkerSettings(BrokerSettings):
     """The worker's configuration; see the README table for each variable."""
 
-    broker_url: str = env(
-        "STALK_BROKER_URL",
-        "redis://localhost:6379/0",
-        "Broker: `redis://host:6379/0`, or Sentinels as "
-        "`sentinel://h1:26379;sentinel://h2:26379` (with `STALK_SENTINEL_MASTER`).",
-    )
     result_backend_url: str = env(
         "STALK_RESULT_BACKEND",
         "",
         "Result backend URL, same forms as the broker; empty means the broker itself.",
-    )
-    redis_password: Secret | None = env(
-        "STALK_REDIS_PASSWORD",
-        None,
-        "Redis password; kept out of URLs so it can come from a Secret.",
-    )
-    sentinel_master: str = env("STALK_SENTINEL_MASTER", "mymaster", "Sentinel master group name.")
-    sentinel_password: Secret | None = env(
-        "STALK_SENTINEL_PASSWORD", None, "Password of the Sentinels themselves, if they have one."
-    )
-    global_keyprefix: str = env(
-        "STALK_GLOBAL_KEYPREFIX", "", "kombu `global_keyprefix`: prefix for every Redis key."
-    )
-    priority_steps: tuple[int, ...] = env(
-        "STALK_PRIORITY_STEPS",
-        DEFAULT_PRIORITY_STEPS,
-        "kombu `priority_steps`: one Redis list per step (comma-separated).",
     )
     visibility_timeout_seconds: int = env(
         "STALK_VISIBILITY_TIMEOUT_SECONDS",
@@ -94,25 +70,6 @@ class WorkerSettings:
         "Extra task modules to import (comma-separated), besides those registered "
         "under the `stalk.tasks` entry point group.",
     )
-    pool_name: str = env(
-        "STALK_POOL",
-        "",
-        "The TaskQueue this worker belongs to (`namespace/name`); set by the operator. "
-        "When set, the worker publishes its load for the autoscaler.",
-    )
-    load_report_interval_seconds: float = env(
-        "STALK_LOAD_REPORT_INTERVAL_SECONDS",
-        1.0,
-        "How often the worker publishes its active and reserved task counts.",
-    )
-    heartbeat_file: str = env(
-        "STALK_HEARTBEAT_FILE",
-        "/tmp/stalk-worker-heartbeat",  # noqa: S108 - a per-container file, not shared
-        "File the worker touches from its event loop; `stalk-worker-alive` checks its age.",
-    )
-    heartbeat_interval_seconds: float = env(
-        "STALK_HEARTBEAT_INTERVAL_SECONDS", 5.0, "How often the heartbeat file is touched."
-    )
     smtp_host: str = env("STALK_SMTP_HOST", "localhost", "SMTP server for email tasks.")
     smtp_port: int = env("STALK_SMTP_PORT", 587, "SMTP port.")
     smtp_username: str | None = env("STALK_SMTP_USERNAME", None, "SMTP user, if auth is on.")
@@ -156,25 +113,8 @@ class WorkerSettings:
         if self.smtp_security not in ("starttls", "tls", "none"):
             raise SettingsError("STALK_SMTP_SECURITY must be starttls, tls or none")
 
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> WorkerSettings:
-        return from_env(cls, os.environ if environ is None else environ)
-
-    def broker(self) -> BrokerEndpoint:
-        return self._endpoint(self.broker_url)
-
     def result_backend(self) -> BrokerEndpoint:
-        return self._endpoint(self.result_backend_url or self.broker_url)
-
-    def _endpoint(self, url: str) -> BrokerEndpoint:
-        endpoint = BrokerEndpoint.from_url(
-            url,
-            master_name=self.sentinel_master if url.startswith("sentinel://") else None,
-            sentinel_password=reveal(self.sentinel_password),
-        )
-        if self.redis_password is not None:
-            endpoint = endpoint.with_password(self.redis_password.reveal())
-        return endpoint
+        return self.endpoint(self.result_backend_url or self.broker_url)
 
 
 if __name__ == "__main__":

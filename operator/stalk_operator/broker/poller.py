@@ -15,6 +15,7 @@ by identity.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -36,6 +37,7 @@ from stalk_broker.pool_reader import (
     split_reply,
 )
 
+from stalk_operator.broker.remote_control import PoolHolding, RemoteControl
 from stalk_operator.reporting.metrics import Metrics
 from stalk_operator.scaling import Load
 
@@ -58,11 +60,19 @@ class Subscription:
         return PoolQuery(self.pool, self.queues, self.layout)
 
 
+AGENT, REMOTE_CONTROL, NO_SOURCE = "Agent", "RemoteControl", "None"
+REMOTE_CONTROL_INTERVAL_SECONDS = 5.0
+"""How often pools without load records are asked through remote control."""
+
+
 @dataclass(frozen=True)
 class PoolObservation:
     depths: tuple[QueueDepth, ...]
     in_flight: int
     busy_workers: int
+    source: str = AGENT
+    """Where ``in_flight`` and ``busy_workers`` come from: the agent's load records,
+    Celery's remote control, or nothing (``None``: busy workers are not known)."""
 
     @property
     def backlog(self) -> int:
@@ -116,7 +126,14 @@ class BrokerPoller:
         ]
         self._poll_set_for: list[PoolQuery] | None = None
         self._subscriptions: dict[str, Subscription] = {}
-        self._observed: dict[str, tuple[PoolReading, PoolObservation]] = {}
+        self._intervals: collections.Counter[float] = collections.Counter()
+        self._interval = 1.0
+        self._observed: dict[str, tuple[object, PoolObservation]] = {}
+        self._remote: dict[str, RemoteControl] = {}
+        """Remote control per key prefix, for pools whose workers publish no records."""
+        self._held: dict[str, PoolHolding] = {}
+        self._held_at = float("-inf")
+        self._asking: asyncio.Task[None] | None = None
         self._sequence = 0
         self._task: asyncio.Task[None] | None = None
         self.last_cycle_at = 0.0
@@ -124,7 +141,17 @@ class BrokerPoller:
 
     @property
     def interval(self) -> float:
-        return min((s.interval_seconds for s in self._subscriptions.values()), default=1.0)
+        """The shortest interval any subscriber asks for (kept, not recomputed: every
+        loop reads it every poll)."""
+        return self._interval
+
+    def _count_interval(self, seconds: float, change: int) -> None:
+        """Keep how many subscribers ask for each interval (a handful of distinct ones),
+        so the shortest is known without a pass over 10,000 subscriptions."""
+        self._intervals[seconds] += change
+        if self._intervals[seconds] <= 0:
+            del self._intervals[seconds]
+        self._interval = min(self._intervals, default=1.0)
 
     @property
     def running(self) -> bool:
@@ -135,12 +162,18 @@ class BrokerPoller:
 
     def subscribe(self, subscription: Subscription) -> None:
         """Read ``subscription`` from the next cycle on (:meth:`ensure_running` starts them)."""
+        previous = self._subscriptions.get(subscription.pool)
+        if previous is not None:
+            self._count_interval(previous.interval_seconds, -1)
         self._subscriptions[subscription.pool] = subscription
+        self._count_interval(subscription.interval_seconds, +1)
 
     def unsubscribe(self, pool: str) -> bool:
         """Drop a pool; returns True when none is left (then :meth:`close` the poller)."""
-        self._subscriptions.pop(pool, None)
+        gone = self._subscriptions.pop(pool, None)
         self._observed.pop(pool, None)
+        if gone is not None:
+            self._count_interval(gone.interval_seconds, -1)
         return not self._subscriptions
 
     def ensure_running(self) -> bool:
@@ -154,6 +187,10 @@ class BrokerPoller:
         return True
 
     async def close(self) -> None:
+        if self._asking is not None:
+            self._asking.cancel()
+        for remote in self._remote.values():
+            remote.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -196,6 +233,10 @@ class BrokerPoller:
             subscription.pool: self._observation(subscription, reading)
             for subscription, reading in zip(subscriptions, readings, strict=True)
         }
+        silent = [
+            s for s, r in zip(subscriptions, readings, strict=True) if not r.reporting_workers
+        ]
+        self._ask_remote_control(silent)
         self._sequence += 1
         return Snapshot(self._sequence, self._clock(), self.label, pools=pools)
 
@@ -205,13 +246,45 @@ class BrokerPoller:
 
     def _observation(self, subscription: Subscription, reading: PoolReading) -> PoolObservation:
         """The pool's observation, the same object as last time if nothing changed."""
-        known = self._observed.get(subscription.pool)
-        if known is not None and known[0] == reading:
+        pool = subscription.pool
+        held = None if reading.reporting_workers else self._fresh_holding(pool)
+        known = self._observed.get(pool)
+        if known is not None and known[0] == (reading, held):
             return known[1]
         depths = tuple(fold_queue_depths(subscription.layout, subscription.queues, reading.lengths))
-        observation = PoolObservation(depths, reading.in_flight, reading.busy_workers)
-        self._observed[subscription.pool] = (reading, observation)
+        if reading.reporting_workers:
+            observation = PoolObservation(depths, reading.in_flight, reading.busy_workers)
+        elif held is not None:
+            observation = PoolObservation(depths, held.in_flight, held.busy_workers, REMOTE_CONTROL)
+        else:
+            observation = PoolObservation(depths, 0, 0, NO_SOURCE)
+        self._observed[pool] = ((reading, held), observation)
         return observation
+
+    def _fresh_holding(self, pool: str) -> PoolHolding | None:
+        if time.monotonic() - self._held_at > 3 * REMOTE_CONTROL_INTERVAL_SECONDS:
+            return None
+        return self._held.get(pool)
+
+    def _ask_remote_control(self, silent: list[Subscription]) -> None:
+        """Start a remote-control round for pools without load records, if one is due."""
+        due = time.monotonic() - self._held_at >= REMOTE_CONTROL_INTERVAL_SECONDS
+        if not silent or not due or (self._asking is not None and not self._asking.done()):
+            return
+        layouts = {s.layout.global_keyprefix: s.layout for s in silent}
+        self._asking = asyncio.create_task(self._ask(layouts), name=f"inspect {self.label}")
+
+    async def _ask(self, layouts: Mapping[str, KeyLayout]) -> None:
+        held: dict[str, PoolHolding] = {}
+        for prefix, layout in layouts.items():
+            remote = self._remote.get(prefix)
+            if remote is None:
+                remote = self._remote[prefix] = RemoteControl(self.endpoint, layout)
+            try:
+                held.update(await asyncio.to_thread(remote.ask, self._clock()))
+            except Exception as exc:
+                logger.warning("remote control on %s failed: %s", self.label, describe_error(exc))
+        self._held, self._held_at = held, time.monotonic()
 
     async def _round_trip(self, subscriptions: list[Subscription]) -> list[PoolReading]:
         if not subscriptions:
@@ -241,10 +314,15 @@ class BrokerPoller:
         self._poll_set_for = queries
 
     async def worker_loads(self, pool: str) -> dict[str, WorkerLoad]:
-        """Fresh load records of one pool by pod name, for choosing scale-down victims."""
+        """What each of one pool's workers holds, by pod name, for choosing scale-down
+        victims: from their load records, else from the last remote-control round."""
         subscription = self._subscriptions.get(pool)
         if subscription is None:
             return {}
+        held = self._fresh_holding(pool)
+        observed = self._observed.get(pool)
+        if held is not None and observed is not None and observed[1].source == REMOTE_CONTROL:
+            return dict(held.workers)
         key = worker_state_key(pool, subscription.layout.global_keyprefix)
         records = await self._client.hgetall(key)
         now = self._clock()

@@ -17,6 +17,10 @@ from stalk_operator.scaling import Reason
 READY = "Ready"
 BROKER_REACHABLE = "BrokerReachable"
 SCALING = "Scaling"
+BUSY_WORKERS_PROTECTED = "BusyWorkersProtected"
+
+UNOBSERVED_GRACE_SECONDS = 30.0
+"""Workers that just started have not reported yet: no verdict before this long."""
 
 _SCALING_INACTIVE = {Reason.PAUSED, Reason.BROKER_UNREACHABLE, Reason.FALLBACK}
 
@@ -56,6 +60,35 @@ def scaling_condition(reason: Reason, desired: int, recommended: int | None) -> 
         f", load calls for {recommended}" if recommended is not None else ""
     )
     return Condition(SCALING, status, reason.value, detail)
+
+
+def protection_condition(source: str | None, ready: int, unobserved_for: float) -> Condition:
+    """Whether the operator can see which workers are busy, so a scale-down spares them."""
+    if source == "Agent":
+        return Condition(
+            BUSY_WORKERS_PROTECTED,
+            "True",
+            "AgentReports",
+            "Workers publish what they run and hold (the Stalk agent)",
+        )
+    if source == "RemoteControl":
+        return Condition(
+            BUSY_WORKERS_PROTECTED,
+            "True",
+            "RemoteControl",
+            "No agent: busy workers are found through Celery's remote control every 5 s",
+        )
+    if ready == 0 or unobserved_for < UNOBSERVED_GRACE_SECONDS:
+        return Condition(BUSY_WORKERS_PROTECTED, "Unknown", "WaitingForWorkers", "No worker yet")
+    return Condition(
+        BUSY_WORKERS_PROTECTED,
+        "False",
+        "NotObserved",
+        "Busy workers are not protected: the workers publish no load records (no Stalk "
+        "agent) and do not answer Celery's remote control, so a scale-down can stop a "
+        "worker mid-task. Set spec.worker.agent to Injected or Installed, or enable remote "
+        "control (worker_enable_remote_control) in the app.",
+    )
 
 
 def ready_condition(desired: int, ready: int) -> Condition:

@@ -34,6 +34,7 @@ class Reporter:
         )
         self.last_scale_time: str | None = found.get("lastScaleTime")
         self.broker_ok: bool | None = None
+        self._unobserved_since: float | None = None
 
     @property
     def last_scale_seconds(self) -> float | None:
@@ -64,8 +65,9 @@ class Reporter:
         figures = self.figures
         figures.desired_replicas, figures.current_replicas = decision.replicas, deployment.current
         figures.broker_up = 0 if observation is None else 1
-        counts = None
+        counts, source = None, None
         if observation is not None:
+            source = observation.source
             figures.backlog = observation.backlog
             figures.in_flight = observation.in_flight
             figures.busy_workers = observation.busy_workers
@@ -74,6 +76,7 @@ class Reporter:
                 in_flight=observation.in_flight,
                 busy_workers=observation.busy_workers,
                 backlog_by_queue={d.queue: d.total for d in observation.depths},
+                in_flight_source=observation.source,
             )
         report = StatusReport(
             generation=taskqueue.generation,
@@ -83,6 +86,9 @@ class Reporter:
                     conditions.broker_condition(snapshot.error, snapshot.broker),
                     conditions.scaling_condition(
                         decision.reason, decision.replicas, decision.recommended
+                    ),
+                    conditions.protection_condition(
+                        source, deployment.ready, self._unobserved(source, deployment, now)
                     ),
                 ],
                 fault,
@@ -97,6 +103,15 @@ class Reporter:
             urgent=decision.reason in _URGENT,
         )
         return self.writer.patch(report, now)
+
+    def _unobserved(self, source: str | None, deployment: DeploymentState, now: float) -> float:
+        """How long ready workers have given no source of busy workers."""
+        if source in ("Agent", "RemoteControl") or deployment.ready == 0:
+            self._unobserved_since = None
+            return 0.0
+        if self._unobserved_since is None:
+            self._unobserved_since = now
+        return now - self._unobserved_since
 
     def waiting(
         self,

@@ -22,6 +22,7 @@ class Counts:
     in_flight: int
     busy_workers: int
     backlog_by_queue: Mapping[str, int]
+    in_flight_source: str
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class StatusReport:
                 inFlight=self.counts.in_flight,
                 busyWorkers=self.counts.busy_workers,
                 backlogByQueue=dict(self.counts.backlog_by_queue),
+                inFlightSource=self.counts.in_flight_source,
             )
         return {key: value for key, value in values.items() if value is not None}
 

@@ -1,15 +1,14 @@
-"""Worker bootsteps: the load record for the autoscaler, and the liveness heartbeat.
+"""The agent's consumer steps, run on the worker's event-loop timer.
 
-Both run on the consumer's event-loop timer, so a worker whose loop is stuck stops
-touching its heartbeat (liveness fails) and stops refreshing its load record (the
-operator ignores it once stale), which is what both signals are meant to reveal.
+Both tick from the consumer's own event loop, so a worker whose loop is stuck stops
+refreshing its load record (the operator ignores it once stale) and stops beating
+(``/healthz`` fails): what each signal is meant to reveal.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -19,23 +18,25 @@ from celery.worker.consumer import Consumer
 from stalk_broker import WorkerLoad, connect, worker_state_key
 from stalk_broker.worker_state import POOL_KEY_TTL_SECONDS
 
-from stalk_worker.runtime import settings
+from stalk_agent.health import Heart
+from stalk_agent.settings import AgentSettings
 
 logger = logging.getLogger(__name__)
 
 
-def pod_name(hostname: str) -> str:
-    """The host part of a Celery node name (``celery@<pod>``): the pod's name."""
-    return hostname.rpartition("@")[2]
-
-
 def current_load(consumer: Consumer) -> WorkerLoad:
-    """What this worker holds now, from Celery's own bookkeeping of requests."""
+    """What this worker holds now, from Celery's own bookkeeping of requests: running
+    tasks, and those received (prefetched) but not yet started."""
     active = len(worker_state.active_requests)
     reserved = max(0, len(worker_state.reserved_requests) - active)
     selected = consumer.app.amqp.queues.consume_from
     consuming = selected is None or bool(selected)
     return WorkerLoad(active=active, reserved=reserved, consuming=consuming, updated=time.time())
+
+
+def pod_name(settings: AgentSettings, hostname: str) -> str:
+    """The pod's name: from the downward API, else the Celery node name's name part."""
+    return settings.pod_name or hostname.partition("@")[0]
 
 
 class _RepeatingStep(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -67,16 +68,17 @@ class LoadReporter(_RepeatingStep):
     label = "Stalk load reporter"
 
     def __init__(self, parent: Consumer, **kwargs: Any) -> None:
-        config = settings()
-        self.interval = config.load_report_interval_seconds
-        self._key = worker_state_key(config.pool_name, config.global_keyprefix)
-        self._field = pod_name(parent.hostname)
+        settings = AgentSettings.from_environ()
+        self.interval = settings.load_report_interval_seconds
+        self._key = worker_state_key(settings.pool, settings.global_keyprefix)
+        self._field = pod_name(settings, parent.hostname)
+        self._endpoint = settings.broker()
         self._client: redis.Redis | None = None
         self._failing = False
         super().__init__(parent, **kwargs)
 
     def create(self, parent: Consumer) -> None:
-        self._client = connect(settings().broker(), socket_timeout=0.5)
+        self._client = connect(self._endpoint, socket_timeout=0.5)
 
     def tick(self, parent: Consumer) -> None:
         record = current_load(parent).encode()
@@ -105,22 +107,10 @@ class LoadReporter(_RepeatingStep):
             self._failing = False
 
 
-class HeartbeatFile(_RepeatingStep):
-    """Touches the heartbeat file that ``stalk-worker-alive`` checks."""
+class Heartbeat(_RepeatingStep):
+    """Beats the agent's :class:`Heart` from the event loop, for ``/healthz``."""
 
-    label = "Stalk heartbeat file"
-
-    def __init__(self, parent: Consumer, **kwargs: Any) -> None:
-        self.interval = settings().heartbeat_interval_seconds
-        self._path = Path(settings().heartbeat_file)
-        super().__init__(parent, **kwargs)
+    label = "Stalk heartbeat"
 
     def tick(self, parent: Consumer) -> None:
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            self._path.touch()
-        except OSError as exc:
-            logger.warning("cannot touch heartbeat file %s: %s", self._path, exc)
-
-    def shutdown(self, parent: Consumer) -> None:
-        self._path.unlink(missing_ok=True)
+        Heart.instance().beat()

@@ -1,0 +1,5 @@
+"""ACME's background jobs."""
+
+from acme_jobs.celery import app
+
+__all__ = ["app"]

@@ -1,0 +1,4 @@
+from celery import Celery
+
+app = Celery("acme")
+app.config_from_object("acme_jobs.celeryconfig")

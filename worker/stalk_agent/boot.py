@@ -1,0 +1,42 @@
+"""``celery worker --include stalk_agent.boot``: attach the agent to this worker.
+
+Celery imports ``--include`` modules in the worker's main process while it builds the
+worker, just before ``worker_init``; the consumer's blueprint is built after that
+signal, so steps added then run. Pool processes import this module again and do nothing
+(``worker_init`` is sent once, in the main process).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import signals
+
+from stalk_agent.configure import apply_broker
+from stalk_agent.health import serve
+from stalk_agent.settings import AgentSettings
+from stalk_agent.steps import Heartbeat, LoadReporter
+
+logger = logging.getLogger("stalk_agent")
+
+
+def attach(sender: Any, **_: Any) -> None:
+    """``worker_init``: ``sender`` is the worker being built."""
+    settings = AgentSettings.from_environ()
+    app = sender.app
+    apply_broker(app, settings)
+    app.steps["consumer"].add(Heartbeat)
+    if settings.pool:
+        app.steps["consumer"].add(LoadReporter)
+    if settings.health_port:
+        serve(settings.health_port, settings.health_stale_seconds)
+    logger.info(
+        "Stalk agent attached: pool %s, broker %s, /healthz on :%d",
+        settings.pool or "(none)",
+        settings.broker().describe(),
+        settings.health_port,
+    )
+
+
+signals.worker_init.connect(attach, weak=False, dispatch_uid="stalk-agent-attach")

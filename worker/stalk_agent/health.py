@@ -1,0 +1,69 @@
+"""``/healthz`` for a liveness probe that needs nothing in the worker's image.
+
+A daemon thread serves HTTP; it answers from the heartbeat the event loop leaves (see
+:class:`stalk_agent.steps.Heartbeat`), never from the broker: ``celery inspect ping``
+goes through the broker, so a busy broker would fail healthy workers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+STARTUP_GRACE_SECONDS = 120.0
+"""Before the first beat (the worker is still connecting), the worker counts as alive."""
+
+
+class Heart:
+    """The last beat of the worker's event loop."""
+
+    _instance: ClassVar[Heart | None] = None
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.last_beat: float | None = None
+
+    @classmethod
+    def instance(cls) -> Heart:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def alive(self, stale_after: float, now: float | None = None) -> tuple[bool, str]:
+        now = time.monotonic() if now is None else now
+        if self.last_beat is None:
+            waited = now - self.started
+            return waited < STARTUP_GRACE_SECONDS, f"starting for {waited:.0f}s"
+        age = now - self.last_beat
+        return age <= stale_after, f"last beat {age:.1f}s ago (limit {stale_after:.0f}s)"
+
+
+def serve(port: int, stale_after: float) -> ThreadingHTTPServer:
+    """Serve ``/healthz`` on ``port`` from a daemon thread; returns the server."""
+    heart = Heart.instance()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/healthz":
+                self.send_error(404)
+                return
+            ok, detail = heart.alive(stale_after)
+            body = f"{'alive' if ok else 'not alive'}: {detail}\n".encode()
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # a probe every few seconds is not news
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - the pod's probe
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="stalk-agent-health", daemon=True).start()
+    return server
