@@ -14,9 +14,9 @@ import time
 import pytest
 import redis
 from chart import find, helm_binary, render
+from stalk_agent.beat import parse_schedule
 from stalk_config import SettingsError
 from stalk_devenv.process import ManagedProcess, wait_until
-from stalk_worker.beat import parse_schedule
 
 PERIODS = {"every-2s": 2, "every-3s": 3}
 MAX_LOOP = 1  # the lock lasts 5 s, so the takeover test stays short

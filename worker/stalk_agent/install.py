@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 
 PACKAGES = ("stalk_agent", "stalk_broker", "stalk_config")
+BEAT_PACKAGES = ("redbeat", "tenacity")
+"""For a beat: celery-redbeat and its one dependency an app's image may lack."""
 
 
-def install(target: Path) -> list[Path]:
+def install(target: Path, beat: bool = False) -> list[Path]:
     copied = []
-    for name in PACKAGES:
+    for name in (*PACKAGES, *(BEAT_PACKAGES if beat else ())):
         source = Path(importlib.import_module(name).__file__ or "").parent
         destination = target / name
         shutil.rmtree(destination, ignore_errors=True)
@@ -31,8 +33,9 @@ def install(target: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("target", type=Path)
+    parser.add_argument("--beat", action="store_true", help="also celery-redbeat, for beat")
     args = parser.parse_args(argv)
-    for path in install(args.target):
+    for path in install(args.target, beat=args.beat):
         print(f"installed {path}")
     return 0
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from stalk_worker.beat import parse_schedule, redbeat_config
 from stalk_worker.routing import DEFAULT_QUEUE, route_task
 from stalk_worker.settings import WorkerSettings
 
@@ -73,10 +72,5 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "task_send_sent_event": settings.task_events,
         "enable_utc": True,
         "timezone": "UTC",
-        "beat_schedule": parse_schedule(settings.beat_schedule),
-        **redbeat_config(
-            broker,
-            key_prefix=settings.global_keyprefix,
-            max_loop_interval=settings.beat_max_loop_interval_seconds,
-        ),
+        **settings.beat_config(),
     }

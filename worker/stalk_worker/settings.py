@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stalk_agent.beat import BeatSettings
 from stalk_broker import BrokerEndpoint
-from stalk_broker.settings import BrokerSettings
 from stalk_config import Secret, SettingsError, env, markdown_table
 
 
 @dataclass(frozen=True)
-class WorkerSettings(BrokerSettings):
+class WorkerSettings(BeatSettings):
     """The worker's configuration; see the README table for each variable."""
 
     result_backend_url: str = env(
@@ -40,17 +40,6 @@ class WorkerSettings(BrokerSettings):
     )
     result_expires_seconds: int = env(
         "STALK_RESULT_EXPIRES_SECONDS", 86400, "How long task results are kept."
-    )
-    beat_schedule: str = env(
-        "STALK_BEAT_SCHEDULE",
-        "{}",
-        "Beat only: the schedule as JSON, `{name: {task, every or cron, args, kwargs, queue}}`.",
-    )
-    beat_max_loop_interval_seconds: float = env(
-        "STALK_BEAT_MAX_LOOP_INTERVAL_SECONDS",
-        5.0,
-        "Beat only: longest sleep between schedule checks; the beat lock lasts five of them, "
-        "so a standby beat takes over that long after the active one dies.",
     )
     prefetch_multiplier: int = env(
         "STALK_PREFETCH_MULTIPLIER",

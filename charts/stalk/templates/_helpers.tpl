@@ -56,6 +56,12 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
 {{- end }}
 
+{{/* A component's image (beat, Flower): its own when a repository is set, else the worker's. */}}
+{{- define "stalk.componentImage" -}}
+{{- $image := ternary .ctx.Values.worker.image .image (empty .image.repository) -}}
+{{- include "stalk.image" (dict "image" $image "appVersion" .ctx.Chart.AppVersion) }}
+{{- end }}
+
 {{/* Pod and container security defaults: non-root, no privilege, read-only root. */}}
 {{- define "stalk.podSecurityContext" -}}
 runAsNonRoot: true

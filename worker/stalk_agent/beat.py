@@ -1,5 +1,8 @@
-"""Celery beat for Stalk: a schedule given as JSON, and a celery-redbeat lock so that a
+"""Celery beat for any app: a schedule given as JSON, and a celery-redbeat lock so that a
 second beat (a rollout overlap, a stuck pod) never fires an entry twice.
+
+Stalk's own app configures itself from these; any other app gets them from
+:class:`stalk_agent.scheduler.Scheduler`, named on its beat's command line.
 
 The schedule format (the chart's ``beat.schedule`` values, as JSON)::
 
@@ -15,14 +18,44 @@ UTC); ``args``, ``kwargs``, ``queue`` and ``priority`` are optional.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from celery.schedules import crontab
 from stalk_broker import BrokerEndpoint
-from stalk_config import SettingsError
+from stalk_broker.settings import BrokerSettings
+from stalk_config import SettingsError, env
 
 SCHEDULER = "redbeat.RedBeatScheduler"
+
+
+@dataclass(frozen=True)
+class BeatSettings(BrokerSettings):
+    beat_schedule: str = env(
+        "STALK_BEAT_SCHEDULE",
+        "{}",
+        "Beat only: the schedule as JSON, `{name: {task, every or cron, args, kwargs, queue}}`.",
+    )
+    beat_max_loop_interval_seconds: float = env(
+        "STALK_BEAT_MAX_LOOP_INTERVAL_SECONDS",
+        5.0,
+        "Beat only: longest sleep between schedule checks; the beat lock lasts five of them, "
+        "so a standby beat takes over that long after the active one dies.",
+    )
+
+    def beat_config(self) -> dict[str, Any]:
+        """The beat settings of an app: this schedule, behind a redbeat lock."""
+        return {
+            "beat_schedule": parse_schedule(self.beat_schedule),
+            **redbeat_config(
+                self.broker(),
+                key_prefix=self.global_keyprefix,
+                max_loop_interval=self.beat_max_loop_interval_seconds,
+            ),
+        }
+
+
 _ENTRY_KEYS = {"task", "every", "cron", "args", "kwargs", "queue", "priority"}
 
 
