@@ -99,8 +99,9 @@ class OperatorProcess:
             return False
 
     def metrics(self) -> str:
+        """One scrape, with Prometheus's default scrape timeout."""
         with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10
         ) as reply:
             return str(reply.read().decode())
 

@@ -47,9 +47,10 @@ def beat_pod() -> tuple[list[str], dict[str, str]]:
 class Arrivals:
     """Watches each entry's queue and records when every new message lands."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, periods: dict[str, float] = PERIODS) -> None:
         self.client = client
-        self.times: dict[str, list[float]] = {name: [] for name in PERIODS}
+        self.periods = periods
+        self.times: dict[str, list[float]] = {name: [] for name in periods}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -62,10 +63,10 @@ class Arrivals:
         self._thread.join()
 
     def _run(self) -> None:
-        seen = dict.fromkeys(PERIODS, 0)
+        seen = dict.fromkeys(self.periods, 0)
         while not self._stop.is_set():
             now = time.monotonic()
-            for name in PERIODS:
+            for name in self.periods:
                 length = int(self.client.llen(name))
                 self.times[name] += [now] * (length - seen[name])
                 seen[name] = length
@@ -75,8 +76,10 @@ class Arrivals:
         return {n: [t for t in ts if start <= t < end] for n, ts in self.times.items()}
 
 
-def assert_once_per_period(arrivals: dict[str, list[float]], window: float) -> None:
-    for name, period in PERIODS.items():
+def assert_once_per_period(
+    arrivals: dict[str, list[float]], window: float, periods: dict[str, float] = PERIODS
+) -> None:
+    for name, period in periods.items():
         times = arrivals[name]
         expected = window / period
         assert expected - 1.5 <= len(times) <= expected + 1.5, (
@@ -131,6 +134,64 @@ def test_two_beats_fire_each_entry_once_per_period(sentinel_group, beat_pod, tmp
                 beat.stop(grace=5)
     message = json.loads(client.lindex("every-3s", 0))
     assert message["headers"]["task"] == "stalk_worker.tasks.canvas.add"
+
+
+def test_a_teams_beat_fires_its_own_and_the_values_schedule_once_per_period(
+    redis_db, redis_password, tmp_path
+):
+    """ACME's beat, from its own virtualenv (no Stalk in it), with the agent injected as
+    the chart does it: ACME's own every-2 s entry and a values entry every 3 s each fire
+    once per period, through two beats sharing the lock."""
+    from stalk_agent.install import install
+    from team_apps import app_venv
+
+    acme_bin = app_venv("acme")
+    agent = tmp_path / "stalk-agent"
+    install(agent, beat=True)
+    periods = {"acme-billing": 2, "every-3s": 3}
+    docs = render(
+        helm_binary(),
+        "--set", "beat.app=acme_jobs",
+        "--set", "beat.agent=Injected",
+        "--set", "beat.image.repository=registry.acme.test/jobs",
+        "--set", f"beat.maxLoopIntervalSeconds={MAX_LOOP}",
+        "--set", "beat.schedule.thumbs.task=acme_jobs.tasks.render.thumbnail",
+        "--set", "beat.schedule.thumbs.every=3",
+        "--set", "beat.schedule.thumbs.queue=every-3s",
+        "--set-json", 'beat.schedule.thumbs.args=["beat", 0]',
+    )  # fmt: skip
+    pod = find(docs, "Deployment", "-beat")["spec"]["template"]["spec"]
+    assert pod["initContainers"][0]["command"][-2:] == ["--beat", "/opt/stalk-agent"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(
+        STALK_BEAT_SCHEDULE=find(docs, "ConfigMap", "-beat-schedule")["data"]["schedule.json"],
+        STALK_BROKER_URL=redis_db.url,
+        STALK_REDIS_PASSWORD=redis_password,
+        PYTHONPATH=str(agent),
+        ACME_INVOICE_EVERY="2",
+    )
+    argv = [str(acme_bin / "python"), "-m", *container["command"]]
+    beats = [ManagedProcess(f"beat-{i}", argv, tmp_path, env={**os.environ, **env}) for i in (0, 1)]
+    client = redis_db.client()
+    with Arrivals(client, periods) as arrivals:
+        for beat in beats:
+            beat.start()
+        try:
+            wait_until(
+                lambda: any("Acquired lock" in b.log_tail(200) for b in beats),
+                30,
+                "a beat to take the lock",
+            )
+            start = time.monotonic()
+            time.sleep(12)
+            assert all(b.running() for b in beats), "a beat exited"
+            assert_once_per_period(arrivals.between(start, time.monotonic()), 12, periods)
+        finally:
+            for beat in beats:
+                beat.stop(grace=5)
+    invoice = json.loads(client.lindex("acme-billing", 0))
+    assert invoice["headers"]["task"] == "acme_jobs.tasks.billing.issue_invoices"
 
 
 @pytest.mark.parametrize(

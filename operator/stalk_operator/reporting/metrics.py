@@ -81,13 +81,21 @@ class TaskQueueCollector(Collector):
         errors = CounterMetricFamily(
             "stalk_reconcile_errors", "Failures to reconcile or scale a TaskQueue.", labels=_TQ
         )
+        # Only what carries information: a priority list's length when it has messages
+        # (step 0 always), and counters once they count. 10,000 idle TaskQueues then cost
+        # six series each, not thirteen, and a scrape stays well under a second.
         for f in everything:
+            labels = [f.namespace, f.name]
             for depth in f.depths:
                 for step, length in depth.by_step.items():
-                    lengths.add_metric([f.namespace, f.name, depth.queue, str(step)], length)
-            scales.add_metric([f.namespace, f.name, "up"], f.scaled_up)
-            scales.add_metric([f.namespace, f.name, "down"], f.scaled_down)
-            errors.add_metric([f.namespace, f.name], f.errors)
+                    if length or step == 0:
+                        lengths.add_metric([*labels, depth.queue, str(step)], length)
+            if f.scaled_up:
+                scales.add_metric([*labels, "up"], f.scaled_up)
+            if f.scaled_down:
+                scales.add_metric([*labels, "down"], f.scaled_down)
+            if f.errors:
+                errors.add_metric(labels, f.errors)
         yield from (lengths, scales, errors)
 
     def describe(self) -> Iterator[Metric]:
