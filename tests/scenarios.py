@@ -22,7 +22,10 @@ class App:
     """``spec.worker`` fields (image, app, agent) beside the scenario's own."""
 
     sleep: str = "stalk_worker.tasks.canvas.sleep"
-    """A task taking ``(seconds, label)`` and returning ``{hostname, finished, seconds}``."""
+    """A task that sleeps and returns ``{hostname, finished, seconds}``."""
+
+    sleep_args: Callable[[float, str], tuple[Any, ...]] = lambda seconds, label: (seconds, label)
+    """Its arguments for a number of seconds and a label."""
 
     images: Mapping[str, Path] = field(default_factory=dict)
     """For the process kubelet: the app's image name to its virtualenv's bin directory."""
@@ -86,15 +89,14 @@ def grace_scenario(
     watch = ReplicaWatch(cluster.kubeconfig, namespace, "crunch")
     watch.wait_for(4, 15)
     wait_for(lambda: len(kubelet.running_pods()) == 4, 60, "4 worker processes")
+    wait_for(lambda: ready_workers(kubelet) == 4, 90, "4 workers ready")
     if app.worker.get("agent") != "Disabled":
         pool_key = f"stalk:pool:{namespace}/crunch"
-        wait_for(lambda: redis_db.client().hlen(pool_key) == 4, 90, "4 workers reporting load")
-    else:
-        wait_for(lambda: consuming(redis_db) == 4, 90, "4 workers consuming")
+        wait_for(lambda: redis_db.client().hlen(pool_key) == 4, 30, "4 workers reporting load")
     with app.client(redis_db) as client:
         durations = [1, 1, 12, 12]
         results = [
-            client.send_task(app.sleep, args=(d, f"task-{i}"), queue="crunch")
+            client.send_task(app.sleep, args=app.sleep_args(d, f"task-{i}"), queue="crunch")
             for i, d in enumerate(durations)
         ]
         # Each worker holds one task at most (concurrency 1, prefetch 1): an empty list
@@ -130,7 +132,7 @@ def grace_scenario(
     }
 
 
-def consuming(redis_db) -> int:
-    """Workers waiting on a queue (one blocking read each): a worker that gives no other
-    sign of being up (no agent) gives this one."""
-    return sum(1 for c in redis_db.client().client_list() if c.get("cmd") == "brpop")
+def ready_workers(kubelet) -> int:
+    """Worker processes that logged Celery's "ready." (any app logs it)."""
+    logs = [kubelet.log_path(p.namespace, p.name, "worker") for p in kubelet.running_pods()]
+    return sum(1 for log in logs if log.exists() and " ready." in log.read_text(errors="replace"))

@@ -339,6 +339,8 @@ class ProcessKubelet:
                         continue
                     if not pod.restarts(container.process.returncode):
                         continue
+                    if self._stopping.is_set():
+                        return
                     if container.next_restart == 0.0:
                         backoff = min(RESTART_BACKOFF_MAX_SECONDS, 2.0**container.restarts)
                         container.next_restart = now + backoff

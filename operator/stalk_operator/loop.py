@@ -18,7 +18,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from stalk_operator.actuation import Kubernetes
@@ -40,7 +40,7 @@ from stalk_operator.model import TaskQueue
 from stalk_operator.reporting import events
 from stalk_operator.reporting.report import Reporter
 from stalk_operator.rollout import Rollout
-from stalk_operator.scaling import Decision, decide
+from stalk_operator.scaling import Decision, Load, decide
 from stalk_operator.scaling.memory import DecisionMemory
 from stalk_operator.settings import OperatorSettings
 from stalk_operator.workload import DeploymentState, selector_labels
@@ -70,6 +70,7 @@ class Plan:
     apply: bool = False
     decision: Decision | None = None
     current: int = 0
+    load: Load | None = None
     status: dict[str, Any] | None = None
     events: list[events.Event] = field(default_factory=list)
     reported: Callable[[Fault | None], dict[str, Any] | None] | None = None
@@ -159,8 +160,7 @@ class TaskQueueLoop:
         load = observation.load if observation is not None else None
         decision = decide(load, current, tq.scaling, history, now)
         if decision.changes(current):
-            plan.decision, plan.current = decision, current
-            plan.events.append(events.scaled(current, decision, load))
+            plan.decision, plan.current, plan.load = decision, current, load
         else:
             self.memory.held(decision, current, inputs)
         plan.events += self.report.observed(snapshot, observation)
@@ -168,6 +168,8 @@ class TaskQueueLoop:
             self.report.decided, tq, snapshot, observation, decision, deployment, now=now
         )
         plan.status = plan.reported(self.faults.current)
+        if not self.report.settled:
+            self.memory.unsettled()
         if plan.apply or plan.decision or plan.status or plan.events:
             self.memory.unsettled()
             return plan
@@ -194,7 +196,7 @@ class TaskQueueLoop:
             if plan.apply:
                 await self._apply()
             if plan.decision is not None:
-                await self._scale(plan.decision, plan.current, now)
+                await self._scale(plan.decision, plan.current, plan.load, now)
             if self._recovered(now) and plan.reported is not None:
                 plan.status = plan.reported(None)
             if plan.status is not None:
@@ -228,14 +230,20 @@ class TaskQueueLoop:
         self.rollout.done(tq, self.ctx.clock())
         logger.info("%s: applied its Deployment (generation %d)", tq.pool, tq.generation)
 
-    async def _scale(self, decision: Decision, current: int, now: float) -> None:
+    async def _scale(self, decision: Decision, current: int, load: Load | None, now: float) -> None:
         tq, target = self.taskqueue, decision.replicas
         if target < current and self.ctx.settings.pod_deletion_cost and self.poller is not None:
             workers = await self.poller.worker_loads(tq.pool)
+            # The floor again, from what the workers say now (without the agent, the
+            # decision's figures can be seconds old): never fewer than the busy ones.
+            target = max(target, min(current, sum(1 for w in workers.values() if w.busy)))
             await self.ctx.kube.mark_deletion_costs(tq.namespace, selector_labels(tq), workers)
-        await self.ctx.kube.set_replicas(tq.namespace, tq.deployment_name, target)
-        self.memory.scaled(decision, now)
-        self.report.scaled(target > current, now)
+        if target != current:
+            decision = replace(decision, replicas=target)
+            await self.ctx.kube.set_replicas(tq.namespace, tq.deployment_name, target)
+            self.memory.scaled(decision, now)
+            self.report.scaled(target > current, now)
+            self.ctx.post_event(tq, events.scaled(current, decision, load))
 
     def _failed(self, exc: BaseException, now: float) -> bool:
         """Record a failure; True when it is news (logged, and an Event posted)."""

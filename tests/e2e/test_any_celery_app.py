@@ -31,6 +31,7 @@ def acme(acme_bin, redis_db, **worker) -> App:
     return App(
         worker={"image": ACME_IMAGE, "app": "acme_jobs", **worker},
         sleep=RENDER,
+        sleep_args=lambda seconds, label: (label, seconds),
         images={ACME_IMAGE: acme_bin},
         client=plain_client(url),
     )
@@ -80,16 +81,15 @@ def test_with_the_agent_busy_and_prefetched_tasks_count_and_the_pool_grows(
             client.send_task(RENDER, args=(f"img-{i}", 6), queue="acme.render") for i in range(12)
         ]
         watch.wait_for(6, 20)
-        seen = []
 
-        def in_flight() -> int:
+        def held_not_waiting() -> bool:
+            # Prefetch 4 x concurrency 2: two workers take 8 each. With the list empty,
+            # everything left is in flight, running or prefetched, and status shows it.
             status = cluster.taskqueue_status(namespace, "render")
-            seen.append((status.get("inFlight", 0), status.get("busyWorkers", 0)))
-            return status.get("inFlight", 0)
+            return status.get("backlog") == 0 and status.get("inFlight", 0) >= 8
 
-        wait_for(lambda: in_flight() >= 6, 30, "running and prefetched tasks in status")
+        wait_for(held_not_waiting, 30, "running and prefetched tasks counted in flight")
         outcomes = [r.get(timeout=90) for r in results]
-    assert len({o["hostname"] for o in outcomes}) >= 3, "the burst spread over new workers"
     assert all("@" + namespace in o["hostname"] for o in outcomes), "node name <pod>@<ns>"
     assert max(watch.values) == 6, f"grew as far as the formula asks: {watch.values}"
 

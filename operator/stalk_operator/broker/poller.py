@@ -274,7 +274,8 @@ class BrokerPoller:
         layouts = {s.layout.global_keyprefix: s.layout for s in silent}
         self._asking = asyncio.create_task(self._ask(layouts), name=f"inspect {self.label}")
 
-    async def _ask(self, layouts: Mapping[str, KeyLayout]) -> None:
+    async def _ask(self, layouts: Mapping[str, KeyLayout], merge: bool = False) -> None:
+        """One remote-control round per key prefix; ``merge`` keeps other prefixes' pools."""
         held: dict[str, PoolHolding] = {}
         for prefix, layout in layouts.items():
             remote = self._remote.get(prefix)
@@ -284,7 +285,8 @@ class BrokerPoller:
                 held.update(await asyncio.to_thread(remote.ask, self._clock()))
             except Exception as exc:
                 logger.warning("remote control on %s failed: %s", self.label, describe_error(exc))
-        self._held, self._held_at = held, time.monotonic()
+        self._held = {**self._held, **held} if merge else held
+        self._held_at = time.monotonic()
 
     async def _round_trip(self, subscriptions: list[Subscription]) -> list[PoolReading]:
         if not subscriptions:
@@ -314,15 +316,18 @@ class BrokerPoller:
         self._poll_set_for = queries
 
     async def worker_loads(self, pool: str) -> dict[str, WorkerLoad]:
-        """What each of one pool's workers holds, by pod name, for choosing scale-down
-        victims: from their load records, else from the last remote-control round."""
+        """What each of one pool's workers holds now, by pod name, for a scale-down:
+        from their load records, else from a remote-control round asked for it (a round
+        every 5 s is too old to know which workers a task reached since)."""
         subscription = self._subscriptions.get(pool)
         if subscription is None:
             return {}
-        held = self._fresh_holding(pool)
         observed = self._observed.get(pool)
-        if held is not None and observed is not None and observed[1].source == REMOTE_CONTROL:
-            return dict(held.workers)
+        if observed is not None and observed[1].source != AGENT:
+            layout = subscription.layout
+            await self._ask({layout.global_keyprefix: layout}, merge=True)
+            held = self._held.get(pool)
+            return dict(held.workers) if held is not None else {}
         key = worker_state_key(pool, subscription.layout.global_keyprefix)
         records = await self._client.hgetall(key)
         now = self._clock()

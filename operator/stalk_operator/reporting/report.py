@@ -35,6 +35,13 @@ class Reporter:
         self.last_scale_time: str | None = found.get("lastScaleTime")
         self.broker_ok: bool | None = None
         self._unobserved_since: float | None = None
+        self._verdict_pending = False
+
+    @property
+    def settled(self) -> bool:
+        """False while the report would change with time alone (a verdict on busy-worker
+        protection still pending): the loop must not skip its next cycles."""
+        return not self._verdict_pending
 
     @property
     def last_scale_seconds(self) -> float | None:
@@ -107,11 +114,13 @@ class Reporter:
     def _unobserved(self, source: str | None, deployment: DeploymentState, now: float) -> float:
         """How long ready workers have given no source of busy workers."""
         if source in ("Agent", "RemoteControl") or deployment.ready == 0:
-            self._unobserved_since = None
+            self._unobserved_since, self._verdict_pending = None, False
             return 0.0
         if self._unobserved_since is None:
             self._unobserved_since = now
-        return now - self._unobserved_since
+        unobserved = now - self._unobserved_since
+        self._verdict_pending = unobserved < conditions.UNOBSERVED_GRACE_SECONDS
+        return unobserved
 
     def waiting(
         self,
