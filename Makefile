@@ -27,9 +27,11 @@ integration: setup
 e2e: setup
 	$(VENV)/pytest tests/e2e
 
-## bench: the benchmarks (reaction, breadth, grace); they print their figures.
+## bench: the benchmarks (reaction, breadth, grace) and the fault suite at full length;
+## they print their figures.
 bench: setup
 	$(VENV)/pytest -m bench -s -p no:randomly
+	STALK_FAULTS=full $(VENV)/pytest -s -p no:randomly tests/e2e/test_fault_suite.py
 
 ## demo: the whole stack on a local control plane, autoscaling real workers.
 demo: setup

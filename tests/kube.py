@@ -128,20 +128,21 @@ class ReplicaWatch:
 
         from lightkube.resources.apps_v1 import Deployment
 
-        try:
-            for _, obj in self._client.watch(
-                Deployment, namespace=self.namespace, fields={"metadata.name": self.name}
-            ):
-                replicas = obj.spec.replicas if obj.spec is not None else None
-                if replicas is None:
-                    continue
-                with self._changed:
-                    if not self.history or self.history[-1][1] != replicas:
-                        self.history.append((time.monotonic(), replicas))
-                        self.wall_history.append((time.time(), replicas))
-                        self._changed.notify_all()
-        except Exception:
-            return
+        while True:  # the API server may go away in a fault test: watch again
+            try:
+                for _, obj in self._client.watch(
+                    Deployment, namespace=self.namespace, fields={"metadata.name": self.name}
+                ):
+                    replicas = obj.spec.replicas if obj.spec is not None else None
+                    if replicas is None:
+                        continue
+                    with self._changed:
+                        if not self.history or self.history[-1][1] != replicas:
+                            self.history.append((time.monotonic(), replicas))
+                            self.wall_history.append((time.time(), replicas))
+                            self._changed.notify_all()
+            except Exception:
+                time.sleep(0.5)
 
     def wait_for(self, replicas: int, timeout: float, after: float = 0.0) -> float:
         """The monotonic time ``replicas`` was first seen after ``after``."""

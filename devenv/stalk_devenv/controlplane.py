@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import urllib.request
@@ -349,6 +350,21 @@ class ControlPlane:
                 if line.startswith("VmRSS:"):
                     sizes[name] = int(line.split()[1]) * 1024
         return sizes
+
+    # -- faults ----------------------------------------------------------------------
+
+    def stop_component(self, name: str) -> None:
+        """Stop one component (SIGTERM, then SIGKILL): a fault the tests inject."""
+        self.processes[name].stop(grace=10)
+
+    def start_component(self, name: str) -> None:
+        """Start a stopped component again with the very same flags."""
+        ready = self._api_ready if name == "kube-apiserver" else None
+        self.processes[name].start(ready=ready, timeout=90)
+
+    def pause_component(self, name: str, paused: bool) -> None:
+        """SIGSTOP or SIGCONT one component: hung, not gone."""
+        self.processes[name].send(signal.SIGSTOP if paused else signal.SIGCONT)
 
     # -- stop ------------------------------------------------------------------------
 

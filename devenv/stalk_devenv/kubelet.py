@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -93,6 +94,7 @@ class ProcessKubelet:
         """Image name to the bin directory of the virtualenv that stands in for it (a
         team's own app); every other image runs from ``python_bin_dir``."""
         self._starting: set[str] = set()
+        self._to_start: queue.Queue[Pod] = queue.Queue()
         self._deleted_while_starting: set[str] = set()
         self.extra_env = dict(extra_env or {})
         prepare_decoders()  # before the watch thread: see stalk_devenv.models
@@ -109,7 +111,7 @@ class ProcessKubelet:
 
     def start(self) -> ProcessKubelet:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for target in (self._watch_pods, self._supervise):
+        for target in (self._watch_pods, self._supervise, self._starter):
             thread = threading.Thread(target=target, daemon=True, name=f"kubelet-{target.__name__}")
             thread.start()
             self._threads.append(thread)
@@ -181,14 +183,24 @@ class ProcessKubelet:
     # -- running --------------------------------------------------------------------
 
     def _run(self, pod: Pod) -> None:
-        """Start the pod's containers, after its init containers ran to success, in a
-        thread of its own (init containers take a while)."""
+        """Queue the pod for the starter thread: init containers take a while, and the
+        watch must not wait for them."""
         assert pod.metadata is not None and pod.metadata.uid is not None
         with self._lock:
             if pod.metadata.uid in self._starting:
                 return
             self._starting.add(pod.metadata.uid)
-        threading.Thread(target=self._start_pod, args=(pod,), daemon=True).start()
+        self._to_start.put(pod)
+
+    def _starter(self) -> None:
+        """Start queued pods, one at a time, from this one long-lived thread: a child
+        started with PR_SET_PDEATHSIG dies with the *thread* that started it."""
+        while not self._stopping.is_set():
+            try:
+                pod = self._to_start.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            self._start_pod(pod)
 
     def _start_pod(self, pod: Pod) -> None:
         meta, spec = pod.metadata, pod.spec

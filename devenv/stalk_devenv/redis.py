@@ -45,6 +45,8 @@ class RedisServer:
     password: str | None = None
     replica_of: RedisServer | None = None
     name: str = "redis"
+    appendonly: bool = False
+    """Persist as the chart's Redis does (append-only file, fsync every second)."""
     process: ManagedProcess | None = None
 
     @property
@@ -63,7 +65,7 @@ class RedisServer:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if self.appendonly else "no",
             # Sync replicas at once rather than after Redis' default 5 s pause.
             "--repl-diskless-sync-delay",
             "0",
@@ -100,6 +102,12 @@ class RedisServer:
     def stop(self) -> None:
         if self.process:
             self.process.stop(grace=5)
+
+    def restart(self) -> None:
+        """Stop (Redis writes what it must on SIGTERM) and start again, same port and dir."""
+        self.stop()
+        assert self.process is not None
+        self.process.start(ready=lambda: bool(self.client().ping()), timeout=15)
 
     def kill(self) -> None:
         if self.process:

@@ -6,11 +6,13 @@ ClusterRole, so the RBAC in ``manifests/`` is what it really gets.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import urllib.request
 from pathlib import Path
 
+import yaml
 from stalk_config import conventions
 
 from stalk_devenv.controlplane import REPO_ROOT, ControlPlane
@@ -24,14 +26,25 @@ RBAC = REPO_ROOT / "manifests" / "operator" / "rbac.yaml"
 WORKER_LABELS = {"app.kubernetes.io/managed-by": conventions.WORKER_MANAGED_BY}
 
 
-CLUSTER_ROLES = ("stalk-operator", "stalk-operator-discovery")
-"""The ClusterRoles of manifests/operator/rbac.yaml (rendered from the chart)."""
+TEST_PREFIX = "devenv-"
+"""The shipped ClusterRoles are applied under this prefix, so that a test installing the
+chart (whose release owns ClusterRoles of the shipped names) never finds them taken."""
 
 
 def grant_operator(control_plane: ControlPlane, namespace: str) -> None:
-    """The operator's ServiceAccount in ``namespace``, bound to the shipped ClusterRoles."""
-    control_plane.kubectl("apply", "-f", str(RBAC), f"--namespace={namespace}")
-    for role in CLUSTER_ROLES:
+    """The operator's ServiceAccount in ``namespace``, bound to the rules of the shipped
+    ClusterRoles (manifests/operator/rbac.yaml, rendered from the chart)."""
+    roles = []
+    for doc in yaml.safe_load_all(RBAC.read_text()):
+        if doc["kind"] == "ServiceAccount":
+            control_plane.kubectl(
+                "apply", f"--namespace={namespace}", "-f", "-", input_text=json.dumps(doc)
+            )
+        elif doc["kind"] == "ClusterRole":
+            doc["metadata"]["name"] = TEST_PREFIX + doc["metadata"]["name"]
+            control_plane.kubectl("apply", "-f", "-", input_text=json.dumps(doc))
+            roles.append(doc["metadata"]["name"])
+    for role in roles:
         control_plane.kubectl(
             "create",
             "clusterrolebinding",
@@ -42,8 +55,10 @@ def grant_operator(control_plane: ControlPlane, namespace: str) -> None:
 
 
 def revoke_operator(control_plane: ControlPlane, namespace: str) -> None:
-    for role in CLUSTER_ROLES:
-        control_plane.kubectl("delete", "clusterrolebinding", f"{role}-{namespace}", check=False)
+    for doc in yaml.safe_load_all(RBAC.read_text()):
+        if doc["kind"] == "ClusterRole":
+            binding = f"{TEST_PREFIX}{doc['metadata']['name']}-{namespace}"
+            control_plane.kubectl("delete", "clusterrolebinding", binding, check=False)
 
 
 class OperatorProcess:

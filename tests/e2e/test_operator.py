@@ -49,7 +49,11 @@ def test_taskqueue_owns_a_deployment_that_follows_its_spec(cluster, namespace, s
     assert command[:4] == ["celery", "-A", "stalk_worker.app", "worker"]
     assert command[command.index("--queues") + 1] == "email,email-bulk"
     assert command[command.index("--concurrency") + 1] == "3"
-    assert command[command.index("--hostname") + 1] == "$(POD_NAME)"
+    assert command[command.index("--hostname") + 1] == "$(POD_NAME)@$(POD_NAMESPACE)"
+    assert command[command.index("--include") + 1] == "stalk_agent.boot"
+    assert command[command.index("--time-limit") + 1] == "60"
+    assert pod["initContainers"][0]["command"][-2:] == ["stalk_agent.install", "/opt/stalk-agent"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     env = {e["name"]: e for e in container["env"]}
     assert env["STALK_POOL"]["value"] == f"{namespace}/emails"
     assert env["STALK_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {

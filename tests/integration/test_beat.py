@@ -170,6 +170,8 @@ def test_a_teams_beat_fires_its_own_and_the_values_schedule_once_per_period(
         STALK_REDIS_PASSWORD=redis_password,
         PYTHONPATH=str(agent),
         ACME_INVOICE_EVERY="2",
+        # ACME's own setting (its config reads it), as the team sets it in beat.extraEnv.
+        ACME_RESULT_BACKEND=redis_db.url.replace("redis://", f"redis://:{redis_password}@"),
     )
     argv = [str(acme_bin / "python"), "-m", *container["command"]]
     beats = [ManagedProcess(f"beat-{i}", argv, tmp_path, env={**os.environ, **env}) for i in (0, 1)]

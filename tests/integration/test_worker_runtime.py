@@ -65,7 +65,12 @@ def test_task_modules_from_environment_and_entry_points(workers, broker_env, tmp
 
 
 def test_worker_publishes_its_load_while_running_tasks(workers, broker_env, redis_db):
-    env = {**broker_env, "STALK_POOL": "shop/emails", "STALK_LOAD_REPORT_INTERVAL_SECONDS": "0.2"}
+    env = {
+        **broker_env,
+        "STALK_POOL": "shop/emails",
+        "POD_NAME": "emails-7d9f-abcde",  # the downward API, as the operator sets it
+        "STALK_LOAD_REPORT_INTERVAL_SECONDS": "0.2",
+    }
     worker = workers.start(env, queues=["default"], concurrency=2, hostname="emails-7d9f-abcde")
     key = worker_state_key("shop/emails")
     client = redis_db.client()
