@@ -65,10 +65,12 @@ class FaultTracker:
     current: Fault | None = None
 
     def failed(self, reason: str, message: str, now: float) -> bool:
-        """Record a failure; True when it is news (a new fault, or a different one)."""
+        """Record a failure; True when it is news (a new fault, or one of another reason:
+        the same cause keeps its reason while its wording varies, connection refused,
+        reset, timed out)."""
         fault = self.current
-        if fault is not None and (fault.reason, fault.message) == (reason, message):
-            self.current = fault.retry(now)
+        if fault is not None and fault.reason == reason:
+            self.current = replace(fault.retry(now), message=message)
             return False
         self.current = Fault(reason, message, since=now, retry_at=now + backoff(1))
         return True

@@ -190,18 +190,23 @@ class TaskQueueLoop:
 
     async def _carry_out(self, plan: Plan) -> None:
         now = self.ctx.clock()
+        touched = plan.apply or plan.decision is not None or plan.status is not None
         try:
             if self._signature() != self._subscribed:
                 await self._subscribe()
+                touched = True
             if plan.apply:
                 await self._apply()
             if plan.decision is not None:
                 await self._scale(plan.decision, plan.current, plan.load, now)
-            if self._recovered(now) and plan.reported is not None:
+            if self.faults.current is not None and plan.reported is not None:
+                # Written only if the API server takes it, so written as recovered.
                 plan.status = plan.reported(None)
             if plan.status is not None:
                 await self.ctx.kube.patch_status(*self.taskqueue.key, plan.status)
                 self.report.written(plan.status, now)
+            if touched:  # a fault ends with a write the API server took, not before
+                self._recovered(now)
             for event in plan.events:
                 self.ctx.post_event(self.taskqueue, event)
         except asyncio.CancelledError:
@@ -270,7 +275,7 @@ class TaskQueueLoop:
             self.report.written(patch, now)
 
     def _recovered(self, now: float) -> bool:
-        """Clear a fault after writes succeeded; True if there was one."""
+        """Clear a fault once this cycle's writes succeeded; True if there was one."""
         ended = self.faults.succeeded()
         if ended is not None:
             logger.info(
