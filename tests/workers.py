@@ -65,6 +65,7 @@ class WorkerFactory:
         pythonpath: Sequence[Path] = (),
         app: str = "stalk_worker.app",
         python: Path | None = None,
+        no_agent: bool = False,
     ) -> Worker:
         index = len(self.started)
         name = hostname or f"worker-{index}"
@@ -95,13 +96,13 @@ class WorkerFactory:
             "--without-mingle",
             "-l",
             "INFO",
-            "--include",
-            "stalk_agent.boot",
+            *([] if no_agent else ["--include", "stalk_agent.boot"]),
             *extra_args,
         ]
         process = ManagedProcess(name, argv, self.root, env=full_env)
         worker = Worker(process, health_port, name)
-        process.start(ready=worker.beating, timeout=60)
+        ready = (lambda: " ready." in worker.log()) if no_agent else worker.beating
+        process.start(ready=ready, timeout=60)
         self.started.append(worker)
         return worker
 

@@ -9,6 +9,8 @@ init container copies it from Stalk's image into the pod.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kube import ReplicaWatch, wait_for
 from scenarios import App, grace_scenario, plain_client
@@ -51,6 +53,7 @@ def test_with_the_agent_busy_and_prefetched_tasks_count_and_the_pool_grows(
 ):
     stalk_operator()
     process_kubelet(namespace, WORKER_LABELS, images={ACME_IMAGE: acme_bin})
+    applied = time.monotonic()
     cluster.apply(
         taskqueue(
             "render",
@@ -73,6 +76,9 @@ def test_with_the_agent_busy_and_prefetched_tasks_count_and_the_pool_grows(
         lambda: cluster.taskqueue_status(namespace, "render").get("inFlightSource") == "Agent",
         90,
         "the agent's load records",
+    )
+    print(
+        f"\nACME's image to a pool reporting to the autoscaler: {time.monotonic() - applied:.1f}s"
     )
     protected = cluster.taskqueue_condition(namespace, "render", "BusyWorkersProtected")
     assert (protected["status"], protected["reason"]) == ("True", "AgentReports")
@@ -197,4 +203,8 @@ def test_a_taskqueue_on_broker_db_1_consumes_its_tasks(
         else:
             result = client.send_task("stalk_worker.tasks.canvas.add", args=(2, 3), queue=queue)
             assert result.get(timeout=60) == 5
-    assert cluster.taskqueue_status(namespace, "db1")["broker"].endswith("/1")
+    wait_for(
+        lambda: cluster.taskqueue_status(namespace, "db1").get("broker", "").endswith("/1"),
+        15,
+        "status naming the broker's db 1",
+    )

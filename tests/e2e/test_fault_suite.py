@@ -9,7 +9,10 @@ the faults at full length; CI runs them shorter.
 
 from __future__ import annotations
 
+import random
 import re
+import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -205,31 +208,52 @@ def test_churn_leaves_a_busy_taskqueue_reacting_and_memory_released(
     cluster, namespace, stalk_operator, process_kubelet, redis_db
 ):
     operator = stalk_operator()
-    cluster.apply(flow_taskqueue(), namespace=namespace)
-    watch = ReplicaWatch(cluster.kubeconfig, namespace, "flow")
+    busy = taskqueue(
+        "busy",
+        ["busy"],
+        scaling={
+            "minReplicas": 1,
+            "maxReplicas": MAX,
+            "targetTasksPerReplica": 2,
+            "scaleDown": {"stabilizationWindowSeconds": 0, "stepIntervalSeconds": 0},
+        },
+    )
+    cluster.apply(busy, namespace=namespace)
+    watch = ReplicaWatch(cluster.kubeconfig, namespace, "busy")
     watch.wait_for(1, 15)
-    time.sleep(5)
+    # Steady state is an operator that has done this once: the first round loads code
+    # and caches that stay (imports, decoders), which is no leak.
+    _churn(cluster, namespace, 1)
+    wait_for(
+        lambda: not cluster.get_json("tq", "-l", "churn=yes", namespace=namespace)["items"],
+        120,
+        "the warm-up TaskQueues to be gone",
+    )
+    time.sleep(20)
     steady = rss_mib(operator)
 
-    def reaction(app) -> float:
-        sent = time.monotonic()
-        for _ in range(20):
-            app.send_task("stalk_worker.tasks.canvas.add", args=(1, 1), queue="flow")
-        reached = watch.wait_for(MAX, 30, after=sent) - sent
-        redis_db.client().delete("flow")
-        watch.wait_for(1, 60, after=sent)
-        return reached
+    def reactions(app, trials: int = 5) -> float:
+        """The median time from a burst to the replicas it needs (a poll is 1 s, so one
+        burst alone says little)."""
+        times = []
+        for _ in range(trials):
+            time.sleep(random.uniform(0, 1))
+            sent = time.monotonic()
+            for _ in range(20):
+                app.send_task("stalk_worker.tasks.canvas.add", args=(1, 1), queue="busy")
+            times.append(watch.wait_for(MAX, 30, after=sent) - sent)
+            redis_db.client().delete("busy")
+            watch.wait_for(1, 30, after=sent)
+        return statistics.median(times)
 
     with client_app(client_env(redis_db)) as app:
-        quiet = reaction(app)
-        import threading
-
+        quiet = reactions(app)
         churning = threading.Thread(
             target=_churn, args=(cluster, namespace, CHURN_ROUNDS), daemon=True
         )
         churning.start()
         time.sleep(3)
-        during = reaction(app)
+        during = reactions(app)
         peak = rss_mib(operator)
         churning.join()
     wait_for(
@@ -241,15 +265,13 @@ def test_churn_leaves_a_busy_taskqueue_reacting_and_memory_released(
     after = rss_mib(operator)
     errors = sum(1 for line in operator.log().splitlines() if "ERROR" in line)
     print(
-        f"\nchurn of {CHURN_ROUNDS} x {CHURN_SIZE} TaskQueues: reaction {during:.2f}s during "
-        f"it against {quiet:.2f}s quiet ({during / quiet:.1f}x); operator RSS {steady:.0f} MiB "
-        f"steady, {peak:.0f} during, {after:.0f} after; {errors} error lines"
+        f"\nchurn of {CHURN_ROUNDS} x {CHURN_SIZE} TaskQueues: median reaction {during:.2f}s "
+        f"during it against {quiet:.2f}s quiet ({during / quiet:.1f}x); operator RSS "
+        f"{steady:.0f} MiB steady, {peak:.0f} during, {after:.0f} after; {errors} error lines"
     )
-    assert during <= max(2 * quiet, quiet + 1.0), "the busy TaskQueue reacted as before"
+    assert during <= 2 * quiet, "the busy TaskQueue reacted as before"
     assert errors == 0
-    assert after <= steady * 1.10 + 5, "what was kept per TaskQueue was released"
-    status = cluster.taskqueue_status(namespace, "flow")
-    assert status["conditions"], status
+    assert after <= steady * 1.10, "what was kept per TaskQueue was released"
 
 
 def rss_mib(operator) -> float:
