@@ -204,6 +204,14 @@ def _churn(cluster, namespace: str, rounds: int) -> None:
         cluster.kubectl("delete", "tq", "-l", "churn=yes", "--wait=false", namespace=namespace)
 
 
+def churn_gone(cluster, namespace: str) -> None:
+    wait_for(
+        lambda: not cluster.get_json("tq", "-l", "churn=yes", namespace=namespace)["items"],
+        120,
+        "the churned TaskQueues to be gone",
+    )
+
+
 def test_churn_leaves_a_busy_taskqueue_reacting_and_memory_released(
     cluster, namespace, stalk_operator, process_kubelet, redis_db
 ):
@@ -224,11 +232,7 @@ def test_churn_leaves_a_busy_taskqueue_reacting_and_memory_released(
     # Steady state is an operator that has done this once: the first round loads code
     # and caches that stay (imports, decoders), which is no leak.
     _churn(cluster, namespace, 1)
-    wait_for(
-        lambda: not cluster.get_json("tq", "-l", "churn=yes", namespace=namespace)["items"],
-        120,
-        "the warm-up TaskQueues to be gone",
-    )
+    churn_gone(cluster, namespace)
     time.sleep(20)
     steady = rss_mib(operator)
 
@@ -256,11 +260,7 @@ def test_churn_leaves_a_busy_taskqueue_reacting_and_memory_released(
         during = reactions(app)
         peak = rss_mib(operator)
         churning.join()
-    wait_for(
-        lambda: not cluster.get_json("tq", "-l", "churn=yes", namespace=namespace)["items"],
-        120,
-        "the churned TaskQueues to be gone",
-    )
+    churn_gone(cluster, namespace)
     time.sleep(20)
     after = rss_mib(operator)
     errors = sum(1 for line in operator.log().splitlines() if "ERROR" in line)

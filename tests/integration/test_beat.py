@@ -76,6 +76,22 @@ class Arrivals:
         return {n: [t for t in ts if start <= t < end] for n, ts in self.times.items()}
 
 
+def start_two_beats(argv: list[str], env: dict[str, str], workdir) -> list[ManagedProcess]:
+    """Two beats of the same command (a rollout overlap, or a stuck pod and its successor)."""
+    beats = [ManagedProcess(f"beat-{i}", argv, workdir, env={**os.environ, **env}) for i in (0, 1)]
+    for beat in beats:
+        beat.start()
+    return beats
+
+
+def await_lock(beats: list[ManagedProcess]) -> None:
+    wait_until(
+        lambda: any("Acquired lock" in b.log_tail(200) for b in beats),
+        30,
+        "a beat to take the lock",
+    )
+
+
 def assert_once_per_period(
     arrivals: dict[str, list[float]], window: float, periods: dict[str, float] = PERIODS
 ) -> None:
@@ -98,17 +114,10 @@ def test_two_beats_fire_each_entry_once_per_period(sentinel_group, beat_pod, tmp
     )
     client = sentinel_group.master().client()
     client.flushall()
-    argv = [sys.executable, "-m", *command]  # `celery ...` run by this interpreter
-    beats = [ManagedProcess(f"beat-{i}", argv, tmp_path, env={**os.environ, **env}) for i in (0, 1)]
+    beats = start_two_beats([sys.executable, "-m", *command], env, tmp_path)
     with Arrivals(client) as arrivals:
-        for beat in beats:
-            beat.start()
         try:
-            wait_until(
-                lambda: any("Acquired lock" in b.log_tail(200) for b in beats),
-                30,
-                "a beat to take the lock",
-            )
+            await_lock(beats)
             start = time.monotonic()
             time.sleep(12)
             both_running = arrivals.between(start, time.monotonic())
@@ -173,18 +182,13 @@ def test_a_teams_beat_fires_its_own_and_the_values_schedule_once_per_period(
         # ACME's own setting (its config reads it), as the team sets it in beat.extraEnv.
         ACME_RESULT_BACKEND=redis_db.url.replace("redis://", f"redis://:{redis_password}@"),
     )
-    argv = [str(acme_bin / "python"), "-m", *container["command"]]
-    beats = [ManagedProcess(f"beat-{i}", argv, tmp_path, env={**os.environ, **env}) for i in (0, 1)]
     client = redis_db.client()
     with Arrivals(client, periods) as arrivals:
-        for beat in beats:
-            beat.start()
+        beats = start_two_beats(
+            [str(acme_bin / "python"), "-m", *container["command"]], env, tmp_path
+        )
         try:
-            wait_until(
-                lambda: any("Acquired lock" in b.log_tail(200) for b in beats),
-                30,
-                "a beat to take the lock",
-            )
+            await_lock(beats)
             start = time.monotonic()
             time.sleep(12)
             assert all(b.running() for b in beats), "a beat exited"
