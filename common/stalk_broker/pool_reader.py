@@ -76,6 +76,12 @@ class PoolReading:
     reporting_workers: int
     """Workers with a fresh load record: 0 means no agent reports for this pool."""
 
+    @classmethod
+    def of(cls, part: Sequence[Any]) -> PoolReading:
+        """One pool's part of the script's reply (see :func:`reply_spans`)."""
+        *lengths, in_flight, busy, reporting = (int(n) for n in part)
+        return cls(tuple(lengths), in_flight, busy, reporting)
+
 
 def poll_set(queries: Sequence[PoolQuery]) -> tuple[list[str], list[int]]:
     """The poll set's contents: every key to read, and each pool's list count."""
@@ -92,14 +98,24 @@ def script_arguments(now: float, stale_after: float) -> list[Any]:
     return [now, stale_after, RECORD_VERSION, POLL_SET_TTL_SECONDS]
 
 
-def split_reply(queries: Sequence[PoolQuery], reply: Sequence[Any]) -> list[PoolReading]:
-    readings, index = [], 0
+def reply_spans(queries: Sequence[PoolQuery]) -> list[tuple[int, int]]:
+    """Where each pool's part lies in the script's reply: ``reply[start:end]``. Known
+    when the poll set is written, so a poll compares each part with the last one's and
+    parses only what changed."""
+    spans, index = [], 0
     for query in queries:
-        count = len(query.queues) * len(query.layout.priority_steps)
-        lengths = tuple(int(n) for n in reply[index : index + count])
-        in_flight, busy, reporting = (int(n) for n in reply[index + count : index + count + 3])
-        readings.append(PoolReading(lengths, in_flight, busy, reporting))
-        index += count + 3
-    if index != len(reply):
+        end = index + len(query.queues) * len(query.layout.priority_steps) + 3
+        spans.append((index, end))
+        index = end
+    return spans
+
+
+def check_reply(spans: Sequence[tuple[int, int]], reply: Sequence[Any]) -> None:
+    if (spans[-1][1] if spans else 0) != len(reply):
         raise ValueError("the script's reply does not match the pools asked for")
-    return readings
+
+
+def split_reply(queries: Sequence[PoolQuery], reply: Sequence[Any]) -> list[PoolReading]:
+    spans = reply_spans(queries)
+    check_reply(spans, reply)
+    return [PoolReading.of(reply[start:end]) for start, end in spans]

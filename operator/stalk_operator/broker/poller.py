@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -32,9 +33,10 @@ from stalk_broker.pool_reader import (
     READ_POOLS_SCRIPT,
     PoolQuery,
     PoolReading,
+    check_reply,
     poll_set,
+    reply_spans,
     script_arguments,
-    split_reply,
 )
 
 from stalk_operator.broker.remote_control import PoolHolding, RemoteControl
@@ -124,11 +126,15 @@ class BrokerPoller:
             f"stalk:pollset:{poller_id}:keys",
             f"stalk:pollset:{poller_id}:counts",
         ]
-        self._poll_set_for: list[PoolQuery] | None = None
+        self._version = 0
+        """Bumped by every change of subscriptions; the poll set follows it."""
+        self._polled_version = -1
+        self._polled: list[Subscription] = []
+        self._spans: list[tuple[int, int]] = []
         self._subscriptions: dict[str, Subscription] = {}
         self._intervals: collections.Counter[float] = collections.Counter()
         self._interval = 1.0
-        self._observed: dict[str, tuple[object, PoolObservation]] = {}
+        self._observed: dict[str, tuple[tuple[list[Any], object], PoolObservation]] = {}
         self._remote: dict[str, RemoteControl] = {}
         """Remote control per key prefix, for pools whose workers publish no records."""
         self._held: dict[str, PoolHolding] = {}
@@ -167,6 +173,7 @@ class BrokerPoller:
             self._count_interval(previous.interval_seconds, -1)
         self._subscriptions[subscription.pool] = subscription
         self._count_interval(subscription.interval_seconds, +1)
+        self._version += 1
 
     def unsubscribe(self, pool: str) -> bool:
         """Drop a pool; returns True when none is left (then :meth:`close` the poller)."""
@@ -174,6 +181,7 @@ class BrokerPoller:
         self._observed.pop(pool, None)
         if gone is not None:
             self._count_interval(gone.interval_seconds, -1)
+            self._version += 1
         return not self._subscriptions
 
     def ensure_running(self) -> bool:
@@ -217,10 +225,9 @@ class BrokerPoller:
             await asyncio.sleep(max(0.0, self.interval - elapsed))
 
     async def poll_once(self) -> Snapshot:
-        subscriptions = list(self._subscriptions.values())
         started = time.perf_counter()
         try:
-            readings = await self._round_trip(subscriptions)
+            reply = await self._round_trip()
         except (redis.RedisError, OSError, TimeoutError) as exc:
             self._metrics.broker_errors.labels(broker=self.label).inc()
             logger.warning("cannot read broker %s: %s", self.label, type(exc).__name__)
@@ -229,13 +236,12 @@ class BrokerPoller:
             self._metrics.poll_duration.labels(broker=self.label).observe(
                 time.perf_counter() - started
             )
-        pools = {
-            subscription.pool: self._observation(subscription, reading)
-            for subscription, reading in zip(subscriptions, readings, strict=True)
-        }
-        silent = [
-            s for s, r in zip(subscriptions, readings, strict=True) if not r.reporting_workers
-        ]
+        pools, silent = {}, []
+        for subscription, (start, end) in zip(self._polled, self._spans, strict=True):
+            part = reply[start:end]
+            pools[subscription.pool] = self._observation(subscription, part)
+            if not part[-1]:  # no worker of this pool reports its load
+                silent.append(subscription)
         self._ask_remote_control(silent)
         self._sequence += 1
         return Snapshot(self._sequence, self._clock(), self.label, pools=pools)
@@ -244,13 +250,16 @@ class BrokerPoller:
         self._sequence += 1
         return Snapshot(self._sequence, self._clock(), self.label, error=error)
 
-    def _observation(self, subscription: Subscription, reading: PoolReading) -> PoolObservation:
-        """The pool's observation, the same object as last time if nothing changed."""
+    def _observation(self, subscription: Subscription, part: list[Any]) -> PoolObservation:
+        """The pool's observation: the same object as last time if its part of the reply
+        (and, without load records, what remote control said) did not change, which is
+        most pools on most polls; only the others are parsed."""
         pool = subscription.pool
-        held = None if reading.reporting_workers else self._fresh_holding(pool)
+        held = None if part[-1] else self._fresh_holding(pool)
         known = self._observed.get(pool)
-        if known is not None and known[0] == (reading, held):
+        if known is not None and known[0] == (part, held):
             return known[1]
+        reading = PoolReading.of(part)
         depths = tuple(fold_queue_depths(subscription.layout, subscription.queues, reading.lengths))
         if reading.reporting_workers:
             observation = PoolObservation(depths, reading.in_flight, reading.busy_workers)
@@ -258,7 +267,7 @@ class BrokerPoller:
             observation = PoolObservation(depths, held.in_flight, held.busy_workers, REMOTE_CONTROL)
         else:
             observation = PoolObservation(depths, 0, 0, NO_SOURCE)
-        self._observed[pool] = ((reading, held), observation)
+        self._observed[pool] = ((part, held), observation)
         return observation
 
     def _fresh_holding(self, pool: str) -> PoolHolding | None:
@@ -288,19 +297,25 @@ class BrokerPoller:
         self._held = {**self._held, **held} if merge else held
         self._held_at = time.monotonic()
 
-    async def _round_trip(self, subscriptions: list[Subscription]) -> list[PoolReading]:
-        if not subscriptions:
-            return []
-        queries = [s.query for s in subscriptions]
-        if self._poll_set_for != queries:
+    async def _round_trip(self) -> list[Any]:
+        """The script's reply for every subscribed pool (the poll set rewritten first if
+        the subscriptions changed)."""
+        if self._polled_version != self._version:
+            self._polled = list(self._subscriptions.values())
+            queries = [s.query for s in self._polled]
+            self._spans = reply_spans(queries)
             await self._write_poll_set(queries)
+            self._polled_version = self._version
             self._observed = {p: o for p, o in self._observed.items() if p in self._subscriptions}
+        if not self._polled:
+            return []
         args = script_arguments(self._clock(), self._stale_after)
         reply = await self._read_pools(keys=self._poll_set_keys, args=args)
         if reply is None:  # the poll set is gone (a broker restart): write it again
-            await self._write_poll_set(queries)
+            await self._write_poll_set([s.query for s in self._polled])
             reply = await self._read_pools(keys=self._poll_set_keys, args=args)
-        return split_reply(queries, reply)
+        check_reply(self._spans, reply)
+        return list(reply)
 
     async def _write_poll_set(self, queries: list[PoolQuery]) -> None:
         keys, counts = poll_set(queries)
@@ -313,7 +328,6 @@ class BrokerPoller:
         pipe.expire(list_key, POLL_SET_TTL_SECONDS)
         pipe.expire(counts_key, POLL_SET_TTL_SECONDS)
         await pipe.execute()
-        self._poll_set_for = queries
 
     async def worker_loads(self, pool: str) -> dict[str, WorkerLoad]:
         """What each of one pool's workers holds now, by pod name, for a scale-down:
