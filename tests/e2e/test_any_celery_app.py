@@ -208,3 +208,33 @@ def test_a_taskqueue_on_broker_db_1_consumes_its_tasks(
         15,
         "status naming the broker's db 1",
     )
+
+
+@pytest.mark.bench
+def test_bench_interrupted_tasks_with_no_source_of_busy_workers(
+    cluster, namespace, stalk_operator, process_kubelet, redis_db, acme_bin
+):
+    """The third mode, for the figures: no agent and remote control off. Nothing tells
+    the operator which workers are busy, so the ReplicaSet picks victims at random;
+    printed beside the 0 of the other two modes (no assertion: it is chance)."""
+    app = acme(
+        acme_bin,
+        redis_db,
+        agent="Disabled",
+        env=acme_env(redis_db, ACME_REMOTE_CONTROL="0"),
+    )
+    seen = grace_scenario(
+        cluster,
+        namespace,
+        stalk_operator,
+        process_kubelet,
+        redis_db,
+        redis_db.password,
+        deletion_cost=True,
+        app=app,
+        busy_known=False,
+    )
+    print(
+        f"\nACME app, no agent and no remote control: {seen['killed_pods']} pods killed "
+        f"mid-task, {seen['unfinished_tasks']} tasks not finished"
+    )

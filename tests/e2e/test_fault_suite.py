@@ -269,7 +269,9 @@ def test_churn_leaves_a_busy_taskqueue_reacting_and_memory_released(
         f"during it against {quiet:.2f}s quiet ({during / quiet:.1f}x); operator RSS "
         f"{steady:.0f} MiB steady, {peak:.0f} during, {after:.0f} after; {errors} error lines"
     )
-    assert during <= 2 * quiet, "the busy TaskQueue reacted as before"
+    # A reaction is up to one poll interval (1 s) plus the work, so two medians of a
+    # handful of bursts differ by chance below a second: compare against at least that.
+    assert during <= 2 * max(quiet, 1.0), "the busy TaskQueue reacted as before"
     assert errors == 0
     assert after <= steady * 1.10, "what was kept per TaskQueue was released"
 
