@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from stalk_devenv.binaries import BinariesMissingError, find_binaries
-from stalk_devenv.controlplane import ControlPlane
+from stalk_devenv.controlplane import ControlPlane, wait_established
 from stalk_devenv.process import wait_until
 
 
@@ -56,6 +56,9 @@ class Cluster:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
+
+    def wait_established(self, *crds: str) -> None:
+        wait_established(lambda *args, check: self.kubectl(*args, check=check).stdout, names=crds)
 
     def create_secret(self, namespace: str, name: str, **data: str) -> None:
         self.kubectl(

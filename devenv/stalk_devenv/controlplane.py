@@ -15,6 +15,7 @@ import signal
 import ssl
 import subprocess
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,7 @@ class ControlPlane:
         for crd in self.crds:
             self.kubectl("apply", "-f", str(crd))
         if self.crds:
-            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+            wait_established(self.kubectl)
 
     def _start_controller_manager(self) -> None:
         process = ManagedProcess(
@@ -385,6 +386,30 @@ def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
             return bool(reply.status == 200)
     except OSError:
         return False
+
+
+def wait_established(
+    kubectl: Callable[..., str], names: Sequence[str] = (), timeout: float = 60
+) -> None:
+    """Wait until the named CRDs (all when none are named) are Established.
+
+    ``kubectl wait --for=condition=Established`` fails at once, rather than waiting, on
+    a CRD whose status has no conditions yet, the moment after it was created; this
+    waits through that moment.
+    """
+
+    def established() -> bool:
+        reply = json.loads(kubectl("get", *(names or ["crd"]), "-o", "json", check=False) or "{}")
+        crds = reply.get("items", [reply] if "metadata" in reply else [])
+        return len(crds) >= len(names) and all(
+            any(
+                condition.get("type") == "Established" and condition.get("status") == "True"
+                for condition in crd.get("status", {}).get("conditions") or []
+            )
+            for crd in crds
+        )
+
+    wait_until(established, timeout, f"CRDs established: {', '.join(names) or 'all'}")
 
 
 def load_yaml_documents(text: str) -> list[dict[str, Any]]:

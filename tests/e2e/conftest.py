@@ -92,9 +92,7 @@ def stalk_crds(cluster: Cluster) -> None:
     """The CRDs: the local control plane has them from the start; a live cluster gets them."""
     for crd in CRDS:
         cluster.kubectl("apply", "-f", str(crd))
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd/taskqueues.stalk.dev"
-    )
+    cluster.wait_established("crd/taskqueues.stalk.dev")
 
 
 @pytest.fixture

@@ -26,12 +26,8 @@ def monitoring_crds(cluster) -> None:
         pytest.skip(f"Prometheus Operator CRDs unavailable: {result.stderr.strip()}")
     directory = result.stdout.strip().splitlines()[-1]
     cluster.kubectl("apply", "--server-side", "-f", directory)
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/servicemonitors.monitoring.coreos.com",
-        "crd/prometheusrules.monitoring.coreos.com",
+    cluster.wait_established(
+        "crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com"
     )
 
 
