@@ -7,7 +7,8 @@
 | `README.md` settings tables | the settings classes of the operator and the worker |
 | `charts/stalk/README.md` values table | `values.yaml` + `values.schema.json` |
 | `templates/_conventions.tpl`, the Dockerfiles' `ARG` lines | `stalk_config.conventions` |
-| `manifests/operator/*.yaml` | `helm template` of the chart with `hack/manifests-values.yaml` |
+| `templates/_pod_policy.tpl` (the admission policy's lists) | `stalk_operator.pod_policy` |
+| `manifests/{operator,admission}/*.yaml` | `helm template` with `hack/manifests-values.yaml` |
 
 ``python hack/generate.py --check`` writes nothing and exits 1 naming every stale file;
 the tests run it. ``--without-helm`` skips what needs the helm binary.
@@ -16,6 +17,7 @@ the tests run it. ``--without-helm`` skips what needs the helm binary.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import subprocess
 import sys
@@ -27,7 +29,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "devenv")]
+sys.path[:0] = [str(ROOT / "hack"), str(ROOT / "devenv"), str(ROOT / "operator")]
 
 import chart_values_reference  # noqa: E402
 import crd_reference  # noqa: E402
@@ -88,6 +90,25 @@ def conventions_template() -> str:
     )
 
 
+def pod_policy_template() -> str:
+    """The pod policy's lists as CEL list literals, for the ValidatingAdmissionPolicy."""
+    from stalk_operator import pod_policy
+
+    lists = {
+        "podFields": pod_policy.POD_FIELDS,
+        "hostNamespaceFields": pod_policy.HOST_NAMESPACE_FIELDS,
+        "containerFields": pod_policy.CONTAINER_FIELDS,
+        "volumeTypes": pod_policy.VOLUME_TYPES,
+        "allowedCapabilities": pod_policy.ALLOWED_CAPABILITIES,
+        "allowances": pod_policy.ALLOWANCES,
+    }
+    lines = [f"{{{{- /* {GENERATED}: the source is operator/stalk_operator/pod_policy.py. */ -}}}}"]
+    for name, values in lists.items():
+        literal = "[" + ", ".join(f"'{v}'" for v in values) + "]"
+        lines.append(f'{{{{- define "stalk.podPolicy.{name}" -}}}}{literal}{{{{- end }}}}')
+    return "\n".join(lines) + "\n"
+
+
 def dockerfile(path: Path) -> Callable[[], str]:
     def render() -> str:
         text, count = re.subn(
@@ -103,8 +124,21 @@ def dockerfile(path: Path) -> Callable[[], str]:
     return render
 
 
+class _BlockDumper(yaml.SafeDumper):
+    """Multi-line strings (CEL expressions) as literal blocks, readable in review."""
+
+
+_BlockDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None
+    ),
+)
+
+
 def helm_manifests(helm: str) -> dict[str, str]:
-    """The operator's objects as the chart renders them, one file per concern."""
+    """The operator's objects as the chart renders them, one file per concern (paths
+    under manifests/)."""
     rendered = subprocess.run(
         [
             helm,
@@ -122,7 +156,11 @@ def helm_manifests(helm: str) -> dict[str, str]:
         text=True,
         check=True,
     ).stdout
-    files: dict[str, list[dict[str, Any]]] = {"rbac.yaml": [], "deployment.yaml": []}
+    files: dict[str, list[dict[str, Any]]] = {
+        "operator/rbac.yaml": [],
+        "operator/deployment.yaml": [],
+        "admission/taskqueue-policy.yaml": [],
+    }
     for doc in yaml.safe_load_all(rendered):
         if not doc or "helm.sh/hook" in (doc["metadata"].get("annotations") or {}):
             continue
@@ -132,12 +170,14 @@ def helm_manifests(helm: str) -> dict[str, str]:
         doc["metadata"].pop("namespace", None)  # kustomize sets it
         kind = doc["kind"]
         if kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
-            files["rbac.yaml"].append(doc)
+            files["operator/rbac.yaml"].append(doc)
+        elif kind.startswith("ValidatingAdmissionPolicy"):
+            files["admission/taskqueue-policy.yaml"].append(doc)
         else:
-            files["deployment.yaml"].append(doc)
+            files["operator/deployment.yaml"].append(doc)
     header = f"# {GENERATED}: the source is charts/stalk (hack/manifests-values.yaml).\n"
     return {
-        name: header + yaml.safe_dump_all(docs, sort_keys=False, width=100)
+        name: header + yaml.dump_all(docs, Dumper=_BlockDumper, sort_keys=False, width=100)
         for name, docs in files.items()
     }
 
@@ -168,12 +208,19 @@ def targets(helm: str | None) -> list[Target]:
             sections(CHART / "README.md", {"values": chart_values_reference.table}),
         ),
         Target(CHART / "templates" / "_conventions.tpl", conventions_template),
+        Target(CHART / "templates" / "_pod_policy.tpl", pod_policy_template),
         Target(ROOT / "Dockerfile.worker", dockerfile(ROOT / "Dockerfile.worker")),
         Target(ROOT / "Dockerfile.operator", dockerfile(ROOT / "Dockerfile.operator")),
     ]
     if helm is not None:
-        for name, text in helm_manifests(helm).items():
-            found.append(Target(MANIFESTS / "operator" / name, lambda text=text: text, True))
+        # Rendered after the chart's own generated templates above are written.
+        rendered = functools.cache(lambda: helm_manifests(helm))
+        for name in (
+            "operator/rbac.yaml",
+            "operator/deployment.yaml",
+            "admission/taskqueue-policy.yaml",
+        ):
+            found.append(Target(MANIFESTS / name, lambda name=name: rendered()[name], True))
     return found
 
 
@@ -189,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stale.append(target.path.relative_to(ROOT))
         if not args.check:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
             target.path.write_text(text)
     if args.check and stale:
         print("stale generated files (run `make generate`):", *stale, sep="\n  ", file=sys.stderr)

@@ -44,9 +44,10 @@ class ControlPlane:
     nodes: int = 3
     detached: bool = False
     """Whether the processes may outlive this Python process (``stalk_devenv up``)."""
-    crds: tuple[Path, ...] = ()
-    """CRDs installed before the controller-manager starts, so that its garbage collector
-    knows them from the start (it discovers new kinds only every 30 s)."""
+    api_extensions: tuple[Path, ...] = ()
+    """CRDs (and admission policies) installed before the controller-manager starts, so
+    that its garbage collector knows them from the start (it discovers new kinds only
+    every 30 s)."""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     api_port: int = 0
 
@@ -78,7 +79,7 @@ class ControlPlane:
             self._start_etcd()
             self._start_apiserver()
             self._write_kubeconfig()
-            self._install_crds()
+            self._install_api_extensions()
             self._start_controller_manager()
             self._start_scheduler()
             self._start_kwok()
@@ -181,10 +182,10 @@ class ControlPlane:
         self.kubeconfig.write_text(yaml.safe_dump(config))
         self.kubeconfig.chmod(0o600)
 
-    def _install_crds(self) -> None:
-        for crd in self.crds:
-            self.kubectl("apply", "-f", str(crd))
-        if self.crds:
+    def _install_api_extensions(self) -> None:
+        for manifest in self.api_extensions:
+            self.kubectl("apply", "-f", str(manifest))
+        if self.api_extensions:
             wait_established(self.kubectl)
 
     def _start_controller_manager(self) -> None:

@@ -10,18 +10,21 @@ import json
 import os
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 from stalk_config import conventions
 
 from stalk_devenv.controlplane import REPO_ROOT, ControlPlane
-from stalk_devenv.process import ManagedProcess, free_port
+from stalk_devenv.process import ManagedProcess, free_port, wait_until
 
-CRDS = (
+API_EXTENSIONS = (
     REPO_ROOT / "manifests" / "crd" / "stalk.dev_taskqueues.yaml",
     REPO_ROOT / "manifests" / "crd" / "kopf.dev_peerings.yaml",
+    REPO_ROOT / "manifests" / "admission" / "taskqueue-policy.yaml",
 )
+"""What Stalk adds to the API: its CRDs and the admission policy shipped with them."""
 RBAC = REPO_ROOT / "manifests" / "operator" / "rbac.yaml"
 WORKER_LABELS = {"app.kubernetes.io/managed-by": conventions.WORKER_MANAGED_BY}
 
@@ -29,6 +32,23 @@ WORKER_LABELS = {"app.kubernetes.io/managed-by": conventions.WORKER_MANAGED_BY}
 TEST_PREFIX = "devenv-"
 """The shipped ClusterRoles are applied under this prefix, so that a test installing the
 chart (whose release owns ClusterRoles of the shipped names) never finds them taken."""
+
+
+def wait_for_admission_policy(dry_run: Callable[[str], str], timeout: float = 30) -> None:
+    """Wait until the API server enforces the TaskQueue admission policy: a new policy
+    takes a moment to compile and bind, and TaskQueues written meanwhile pass unchecked.
+    ``dry_run`` creates a manifest with ``--dry-run=server`` and returns the refusal."""
+    probe = {
+        "apiVersion": "stalk.dev/v1alpha1",
+        "kind": "TaskQueue",
+        "metadata": {"name": "admission-probe", "namespace": "default"},
+        "spec": {"queues": ["probe"], "worker": {"podTemplate": {"nodeName": "probe"}}},
+    }
+
+    def enforced() -> bool:
+        return "podTemplate.nodeName is not allowed" in dry_run(json.dumps(probe))
+
+    wait_until(enforced, timeout, "the TaskQueue admission policy to be enforced")
 
 
 def grant_operator(control_plane: ControlPlane, namespace: str) -> None:

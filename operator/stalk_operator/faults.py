@@ -15,6 +15,7 @@ from lightkube.core.exceptions import ApiError
 
 from stalk_operator.actuation import DeploymentNotOwnedError
 from stalk_operator.broker import SecretUnavailableError
+from stalk_operator.pod_policy import PodNotAllowedError
 
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 5.0)
 """Waits after the 1st, 2nd, ... consecutive failure; the last one repeats."""
@@ -23,6 +24,7 @@ KUBERNETES_UNREACHABLE = "KubernetesUnreachable"
 KUBERNETES_REFUSED = "KubernetesRefused"
 SECRET_UNAVAILABLE = "SecretUnavailable"  # noqa: S105 - a condition reason
 DEPLOYMENT_NOT_OWNED = "DeploymentNotOwned"
+POD_NOT_ALLOWED = "PodNotAllowed"
 INTERNAL_ERROR = "InternalError"
 
 
@@ -52,6 +54,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return SECRET_UNAVAILABLE, str(exc)
     if isinstance(exc, DeploymentNotOwnedError):
         return DEPLOYMENT_NOT_OWNED, str(exc)
+    if isinstance(exc, PodNotAllowedError):
+        return POD_NOT_ALLOWED, str(exc)
     if isinstance(exc, ApiError):
         status = exc.status
         return KUBERNETES_REFUSED, f"{status.code} {status.reason}: {status.message}"[:500]

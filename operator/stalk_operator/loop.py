@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from stalk_operator import pod_policy
 from stalk_operator.actuation import Kubernetes
 from stalk_operator.broker import (
     BrokerPoller,
@@ -229,6 +230,7 @@ class TaskQueueLoop:
 
     async def _apply(self) -> None:
         tq = self.taskqueue
+        pod_policy.check(tq.worker, tq.namespace, self.ctx.settings.pods)
         await self.ctx.kube.apply_deployment(
             self.rollout.manifest(tq), initial_replicas=tq.scaling.min_replicas
         )

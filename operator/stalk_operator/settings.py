@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from stalk_config import Secret, SettingsError, env, from_env, markdown_table
+
+from stalk_operator.pod_policy import PodPolicy, PodPolicyError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -119,13 +121,28 @@ class OperatorSettings:
         "Mark pods with `controller.kubernetes.io/pod-deletion-cost` before a scale-down so "
         "idle workers go first. Turn off only to measure what it saves.",
     )
+    pod_policy: str = env(
+        "STALK_POD_POLICY",
+        "",
+        "What TaskQueue authors may add to worker pods beyond the restricted default, per "
+        'namespace, as JSON: `{"batch": {"allow": ["ExtraContainers"], "serviceAccounts": '
+        '["batch-worker"]}}` (the chart\'s `taskQueuePolicy.namespaces`; see '
+        '"TaskQueue safety" in docs/architecture.md).',
+    )
     log_level: str = env(
         "STALK_LOG_LEVEL",
         "info",
         "`debug` (kopf's own handling and every API request too), `info`, `warning` or `error`.",
     )
 
+    pods: PodPolicy = field(init=False, repr=False, compare=False)
+    """``pod_policy``, parsed."""
+
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "pods", PodPolicy.from_json(self.pod_policy))
+        except PodPolicyError as exc:
+            raise SettingsError(f"STALK_POD_POLICY: {exc}") from None
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"STALK_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         for name, value in (

@@ -18,7 +18,13 @@ import pytest
 from kube import Cluster, require_binaries, wait_for
 from stalk_devenv.controlplane import ControlPlane
 from stalk_devenv.kubelet import ProcessKubelet
-from stalk_devenv.stack import CRDS, OperatorProcess, grant_operator, revoke_operator
+from stalk_devenv.stack import (
+    API_EXTENSIONS,
+    OperatorProcess,
+    grant_operator,
+    revoke_operator,
+    wait_for_admission_policy,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +37,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         return
     bin_dir = require_binaries()
     control_plane = ControlPlane(
-        tmp_path_factory.mktemp("controlplane"), bin_dir=bin_dir, crds=tuple(CRDS)
+        tmp_path_factory.mktemp("controlplane"), bin_dir=bin_dir, api_extensions=API_EXTENSIONS
     )
     control_plane.start()
     try:
@@ -89,10 +95,18 @@ def process_kubelet(
 
 @pytest.fixture(scope="session")
 def stalk_crds(cluster: Cluster) -> None:
-    """The CRDs: the local control plane has them from the start; a live cluster gets them."""
-    for crd in CRDS:
-        cluster.kubectl("apply", "-f", str(crd))
+    """The CRDs and the admission policy: the local control plane has them from the
+    start; a live cluster gets them."""
+    for manifest in API_EXTENSIONS:
+        cluster.kubectl("apply", "-f", str(manifest))
     cluster.wait_established("crd/taskqueues.stalk.dev")
+    wait_for_admission_policy(
+        lambda text: (
+            cluster.kubectl(
+                "create", "--dry-run=server", "-f", "-", input_text=text, check=False
+            ).stderr
+        )
+    )
 
 
 @pytest.fixture
