@@ -197,17 +197,17 @@ def _fields(pod_template: Mapping[str, Any], policy: NamespacePolicy) -> Iterabl
 
 def _volumes(volumes: Sequence[Mapping[str, Any]], policy: NamespacePolicy) -> Iterable[str]:
     for volume in volumes:
-        for kind in volume:
-            if kind == "name" or kind in VOLUME_TYPES:
-                continue
-            if kind == "hostPath":
-                if not policy.allows(HOST_PATH):
-                    yield (
-                        f"podTemplate volume {volume.get('name')}: hostPath needs the "
-                        f"{HOST_PATH} allowance"
-                    )
-            else:
-                yield f"podTemplate volume {volume.get('name')}: type {kind} is not allowed"
+        kinds = [k for k in volume if k != "name" and k not in VOLUME_TYPES]
+        if "hostPath" in kinds and policy.allows(HOST_PATH):
+            kinds.remove("hostPath")
+        if not kinds:
+            continue
+        refusal = (
+            f"hostPath needs the {HOST_PATH} allowance"
+            if "hostPath" in volume
+            else f"type {kinds[0]} is not allowed"
+        )
+        yield f"podTemplate volume {volume.get('name')}: {refusal}"
 
 
 def _privileged_container(context: Mapping[str, Any]) -> bool:
