@@ -147,9 +147,12 @@ class TaskQueueLoop:
             return Plan()  # subscribe first: see _act
         plan.apply = self.rollout.needed(tq, self.deployment, now)
         deployment = self.deployment
+        plan.events += self.report.blocked(tq, deployment)
+        for event in plan.events:
+            logger.warning("%s: %s", tq.pool, event.message)
         if snapshot is None or deployment is None or not deployment.owned_by(tq.uid):
             plan.status = self.report.waiting(tq, deployment, self.faults.current, now)
-            return plan if plan.apply or plan.status else None
+            return plan if plan.apply or plan.status or plan.events else None
         observation = None if snapshot.error else snapshot.pools.get(tq.pool)
         if observation is None and snapshot.error is None:
             return plan if plan.apply else None  # subscribed after this poll began

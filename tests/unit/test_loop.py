@@ -171,6 +171,11 @@ async def test_a_deployment_it_does_not_own_is_never_written():
     assert h.kube.of("apply") == [] and h.kube.of("replicas") == []
     ready = condition(h.kube.of("status")[-1][1], "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "DeploymentNotOwned")
+    warned = [e for e in h.events if e[1] == "DeploymentNotOwned"]
+    assert len(warned) == 1 and "Rollout someone-else" in warned[0][2], h.events
+    h.loop.deployment = None  # its owner deleted it
+    await h.step(h.snapshot(), seconds=6)
+    assert h.kube.of("apply") == [("apply", "emails", 1)], "recovers by itself"
 
 
 async def test_same_name_again_waits_for_the_old_deployment_then_takes_over():

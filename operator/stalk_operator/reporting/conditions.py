@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stalk_operator.faults import DEPLOYMENT_NOT_OWNED, SECRET_UNAVAILABLE, Fault
+from stalk_operator.faults import DEPLOYMENT_NOT_OWNED, POD_NOT_ALLOWED, SECRET_UNAVAILABLE, Fault
 from stalk_operator.scaling import Reason
 
 READY = "Ready"
@@ -99,9 +99,11 @@ def ready_condition(desired: int, ready: int) -> Condition:
 
 def fault_condition(fault: Fault) -> Condition:
     """What stops the loop from acting, on the condition it concerns: the Deployment's
-    on Ready, a broker Secret's on BrokerReachable, anything else on Scaling."""
+    (and a pod the policy refuses) on Ready, a broker Secret's on BrokerReachable,
+    anything else on Scaling."""
     kind = {
         DEPLOYMENT_NOT_OWNED: READY,
+        POD_NOT_ALLOWED: READY,
         SECRET_UNAVAILABLE: BROKER_REACHABLE,
     }.get(fault.reason, SCALING)
     return Condition(kind, "False", fault.reason, fault.message)

@@ -36,6 +36,7 @@ class Reporter:
         self.broker_ok: bool | None = None
         self._unobserved_since: float | None = None
         self._verdict_pending = False
+        self._blocked: str | None = None
 
     @property
     def settled(self) -> bool:
@@ -121,6 +122,21 @@ class Reporter:
         unobserved = now - self._unobserved_since
         self._verdict_pending = unobserved < conditions.UNOBSERVED_GRACE_SECONDS
         return unobserved
+
+    def blocked(
+        self, taskqueue: TaskQueue, deployment: DeploymentState | None
+    ) -> list[events.Event]:
+        """A Warning when another object's Deployment starts to stand in the way; none
+        while it stays, nor while an earlier TaskQueue of this name is being deleted."""
+        condition = None
+        if deployment is not None and not deployment.owned_by(taskqueue.uid):
+            condition = _blocked(taskqueue, deployment)
+        reason = condition.reason if condition is not None else None
+        news = reason != self._blocked and reason == "DeploymentNotOwned"
+        self._blocked = reason
+        if condition is None or not news:
+            return []
+        return [events.Event(events.WARNING, condition.reason, condition.message)]
 
     def waiting(
         self,
