@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from pod_policy_cases import ALLOWED, FORBIDDEN
 
 pytestmark = pytest.mark.e2e
 
@@ -19,6 +20,12 @@ VALID = {
 def with_spec(**changes: object) -> dict:
     body = copy.deepcopy(VALID)
     body["spec"].update(changes)
+    return body
+
+
+def named(name: str) -> dict:
+    body = copy.deepcopy(VALID)
+    body["metadata"]["name"] = name
     return body
 
 
@@ -90,7 +97,95 @@ INVALID = [
         "less than or equal to 3600",
     ),
     ("bad pull policy", with_spec(worker={"imagePullPolicy": "Sometimes"}), "Unsupported value"),
+    ("name of 64 characters", named("a" * 64), "metadata.name must be at most 63 characters"),
+    ("name with a dot", named("emails.v2"), "metadata.name must be a DNS label"),
+    (
+        "pod label key",
+        with_spec(worker={"podLabels": {"team/owner/x": "a"}}),
+        "keys must be label keys",
+    ),
+    (
+        "pod label value",
+        with_spec(worker={"podLabels": {"team": "not valid!"}}),
+        "values must be label values",
+    ),
+    (
+        "pod label too long",
+        with_spec(worker={"podLabels": {"team": "x" * 64}}),
+        "Too long: may not be more than 63",
+    ),
+    (
+        "pod label Stalk sets",
+        with_spec(worker={"podLabels": {"stalk.dev/taskqueue": "other"}}),
+        "worker.podLabels must not set the labels Stalk sets",
+    ),
+    (
+        "node selector value",
+        with_spec(worker={"nodeSelector": {"zone": "eu west"}}),
+        "values must be label values",
+    ),
+    (
+        "annotation key",
+        with_spec(worker={"podAnnotations": {"bad key": "x"}}),
+        "keys must be label keys",
+    ),
+    (
+        "queues in extra args",
+        with_spec(worker={"extraArgs": ["-Q", "other"]}),
+        "worker.extraArgs must not set an option Stalk sets from the spec",
+    ),
+    (
+        "app in extra args",
+        with_spec(worker={"extraArgs": ["--app=evil.app"]}),
+        "worker.extraArgs must not set an option Stalk sets from the spec",
+    ),
+    (
+        "env name with =",
+        with_spec(worker={"env": [{"name": "A=B", "value": "1"}]}),
+        "spec.worker.env[0].name",
+    ),
+    (
+        "service account name",
+        with_spec(worker={"serviceAccountName": "Not_A_Name"}),
+        "spec.worker.serviceAccountName",
+    ),
+    (
+        "secret ref name",
+        with_spec(
+            broker={"url": "redis://r:6379", "passwordSecretRef": {"name": "../x", "key": "p"}}
+        ),
+        "spec.broker.passwordSecretRef.name",
+    ),
+    (
+        "secret ref key",
+        with_spec(
+            broker={"url": "redis://r:6379", "passwordSecretRef": {"name": "r", "key": "a b"}}
+        ),
+        "spec.broker.passwordSecretRef.key",
+    ),
+    ("image with a space", with_spec(worker={"image": "team/app :1"}), "spec.worker.image"),
+    (
+        "resource quantity",
+        with_spec(worker={"resources": {"requests": {"cpu": "lots"}}}),
+        "spec.worker.resources.requests.cpu",
+    ),
+    (
+        "resources misspelt",
+        with_spec(worker={"resources": {"request": {"cpu": "1"}}}),
+        'unknown field "spec.worker.resources.request"',
+    ),
+    *[
+        (f"pod: {case}", with_spec(worker=worker), "TaskQueue probe: " + "; ".join(messages))
+        for case, worker, messages in FORBIDDEN
+    ],
 ]
+"""Every input Stalk cannot turn into valid objects, with the message it is refused with.
+The pod cases are refused by the admission policy with the very refusals the operator
+gives (tests/pod_policy_cases.py); the rest by the CRD's schema and CEL rules."""
+
+
+def test_at_least_forty_invalid_inputs_are_tried():
+    assert len(INVALID) >= 40, len(INVALID)
 
 
 @pytest.mark.parametrize(("case", "body", "message"), INVALID, ids=[c[0] for c in INVALID])
@@ -98,9 +193,29 @@ def test_invalid_taskqueue_is_refused(cluster, stalk_crds, namespace, case, body
     result = cluster.apply(body, namespace=namespace, check=False)
     assert result.returncode != 0, f"{case}: accepted"
     assert message in result.stderr, f"{case}: {result.stderr}"
-    assert (
-        cluster.kubectl("get", "tq", "probe", namespace=namespace, check=False).returncode != 0
-    ), "nothing was stored"
+    name = body["metadata"]["name"]
+    assert cluster.kubectl("get", "tq", name, namespace=namespace, check=False).returncode != 0, (
+        "nothing was stored"
+    )
+
+
+ODD_BUT_VALID = [
+    ("name of exactly 63 characters", named("q" * 63)),
+    (
+        "queues with dots, colons and @",
+        with_spec(queues=["emails.v2", "jobs:high", "a@b", "x-y_z"]),
+    ),
+    ("allowed pod extras", with_spec(worker=ALLOWED[0][1])),
+    (
+        "quantities",
+        with_spec(worker={"resources": {"requests": {"cpu": "250m", "memory": 1073741824}}}),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "body"), ODD_BUT_VALID, ids=[c[0] for c in ODD_BUT_VALID])
+def test_odd_but_valid_taskqueues_are_accepted(cluster, stalk_crds, namespace, case, body):
+    cluster.apply(body, namespace=namespace)
 
 
 def test_valid_taskqueue_gets_defaults(cluster, stalk_crds, namespace):
