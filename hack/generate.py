@@ -8,7 +8,7 @@
 | `charts/stalk/README.md` values table | `values.yaml` + `values.schema.json` |
 | `templates/_conventions.tpl`, the Dockerfiles' `ARG` lines | `stalk_config.conventions` |
 | `templates/_pod_policy.tpl` (the admission policy's lists) | `stalk_operator.pod_policy` |
-| `manifests/{operator,admission}/*.yaml` | `helm template` with `hack/manifests-values.yaml` |
+| `manifests/{operator,admission,rbac}/*.yaml` | `helm template` with `hack/manifests-values.yaml` |
 
 ``python hack/generate.py --check`` writes nothing and exits 1 naming every stale file;
 the tests run it. ``--without-helm`` skips what needs the helm binary.
@@ -124,6 +124,16 @@ def dockerfile(path: Path) -> Callable[[], str]:
     return render
 
 
+MANIFEST_FILES = (
+    "operator/rbac.yaml",
+    "operator/deployment.yaml",
+    "admission/taskqueue-policy.yaml",
+    "rbac/taskqueue-roles.yaml",
+)
+"""What ``helm_manifests`` writes under manifests/: the operator, its RBAC, the
+admission policy shipped with the CRD, and the roles for TaskQueue authors."""
+
+
 class _BlockDumper(yaml.SafeDumper):
     """Multi-line strings (CEL expressions) as literal blocks, readable in review."""
 
@@ -156,11 +166,7 @@ def helm_manifests(helm: str) -> dict[str, str]:
         text=True,
         check=True,
     ).stdout
-    files: dict[str, list[dict[str, Any]]] = {
-        "operator/rbac.yaml": [],
-        "operator/deployment.yaml": [],
-        "admission/taskqueue-policy.yaml": [],
-    }
+    files: dict[str, list[dict[str, Any]]] = {name: [] for name in MANIFEST_FILES}
     for doc in yaml.safe_load_all(rendered):
         if not doc or "helm.sh/hook" in (doc["metadata"].get("annotations") or {}):
             continue
@@ -169,7 +175,9 @@ def helm_manifests(helm: str) -> dict[str, str]:
             labels.pop(helm_only, None)
         doc["metadata"].pop("namespace", None)  # kustomize sets it
         kind = doc["kind"]
-        if kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
+        if any(label.startswith("rbac.authorization.k8s.io/aggregate-to-") for label in labels):
+            files["rbac/taskqueue-roles.yaml"].append(doc)
+        elif kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
             files["operator/rbac.yaml"].append(doc)
         elif kind.startswith("ValidatingAdmissionPolicy"):
             files["admission/taskqueue-policy.yaml"].append(doc)
@@ -215,11 +223,7 @@ def targets(helm: str | None) -> list[Target]:
     if helm is not None:
         # Rendered after the chart's own generated templates above are written.
         rendered = functools.cache(lambda: helm_manifests(helm))
-        for name in (
-            "operator/rbac.yaml",
-            "operator/deployment.yaml",
-            "admission/taskqueue-policy.yaml",
-        ):
+        for name in MANIFEST_FILES:
             found.append(Target(MANIFESTS / name, lambda name=name: rendered()[name], True))
     return found
 

@@ -14,6 +14,7 @@ in tests/integration/test_chart_redis.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stalk_devenv import audit
 from stalk_devenv.binaries import find_binaries
 from stalk_devenv.controlplane import REPO_ROOT, ControlPlane
 from stalk_devenv.kubelet import ProcessKubelet
@@ -277,8 +279,37 @@ def run(workdir: Path) -> int:
                 f"back to {minimum.get(name, 0)} at the end"
             )
         say(f"  scale events: {len(scalings)}; worker pods killed mid-task: {len(killed)}")
+        leaked, read = secret_leaks(st, workdir)
+        say(
+            "  Redis and Flower passwords in logs, TaskQueue statuses and Events: "
+            + (", ".join(leaked) if leaked else "none")
+            + f" ({read} log files read)"
+        )
         say(f"  everything ran for real: logs under {workdir}")
-        return 0 if not failed and not killed else 1
+        return 0 if not failed and not killed and not leaked else 1
+
+
+def secret_leaks(st: Stack, workdir: Path) -> tuple[list[str], int]:
+    """Every place the run's passwords show up, and how many logs were read: the
+    operator's, workers', beat's and Flower's (all of them files under ``workdir``)."""
+    flower = json.loads(
+        st.cluster.kubectl(
+            "get", "secret", f"{RELEASE}-flower-auth", "-o", "json", f"--namespace={NAMESPACE}"
+        )
+    )["data"]
+    passwords = {
+        "the Redis password": st.redis.password or "",
+        "the Flower password": base64.b64decode(flower["password"]).decode(),
+    }
+    shown = [
+        (what, st.cluster.kubectl("get", kind, "-o", "json", f"--namespace={NAMESPACE}"))
+        for what, kind in (("TaskQueue statuses", "tq"), ("Events", "events"))
+    ]
+    logs = [
+        (str(path.relative_to(workdir)), path.read_text(errors="replace"))
+        for path in workdir.rglob("*.log")
+    ]
+    return audit.leaks(passwords, [*logs, *shown]), len(logs)
 
 
 def main() -> int:

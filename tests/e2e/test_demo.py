@@ -34,6 +34,11 @@ def test_the_main_job_runs_to_a_clean_summary():
     )
     assert sent == succeeded > 0 and failed == 0
     assert "worker pods killed mid-task: 0" in out
+    audit = re.search(
+        r"passwords in logs, TaskQueue statuses and Events: (.*) \((\d+) log files read\)", out
+    )
+    assert audit and audit.group(1) == "none", out[-2000:]
+    assert int(audit.group(2)) >= 4, "the operator's, Flower's, beat's and workers' logs"
     for pool, floor in (("emails", 1), ("files", 0), ("batch", 0)):
         peak = int(re.search(rf"{pool}: scaled up .* peak (\d+) replicas", out).group(1))
         assert peak > max(floor, 1), f"{pool} did not scale up: {out[-2000:]}"

