@@ -35,7 +35,7 @@ from stalk_devenv.controlplane import REPO_ROOT, ControlPlane
 from stalk_devenv.kubelet import ProcessKubelet
 from stalk_devenv.process import free_port, wait_until
 from stalk_devenv.redis import RedisServer
-from stalk_devenv.stack import API_EXTENSIONS, WORKER_LABELS
+from stalk_devenv.stack import CRDS, WORKER_LABELS
 
 NAMESPACE = "stalk-demo"
 RELEASE = "stalk"
@@ -106,7 +106,7 @@ def stack(workdir: Path) -> Iterator[Stack]:
             "scheduler, KWOK) ..."
         )
         cluster = ControlPlane(
-            workdir / "cluster", bin_dir=find_binaries(), api_extensions=API_EXTENSIONS
+            workdir / "cluster", bin_dir=find_binaries(), api_extensions=CRDS
         ).start()
         cleanup.callback(cluster.stop)
         password = secrets.token_urlsafe(16)

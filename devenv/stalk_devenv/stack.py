@@ -12,6 +12,7 @@ import sys
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 from stalk_config import conventions
@@ -19,19 +20,30 @@ from stalk_config import conventions
 from stalk_devenv.controlplane import REPO_ROOT, ControlPlane
 from stalk_devenv.process import ManagedProcess, free_port, wait_until
 
-API_EXTENSIONS = (
+CRDS = (
     REPO_ROOT / "manifests" / "crd" / "stalk.dev_taskqueues.yaml",
     REPO_ROOT / "manifests" / "crd" / "kopf.dev_peerings.yaml",
-    REPO_ROOT / "manifests" / "admission" / "taskqueue-policy.yaml",
 )
-"""What Stalk adds to the API: its CRDs and the admission policy shipped with them."""
+ADMISSION_POLICY = REPO_ROOT / "manifests" / "admission" / "taskqueue-policy.yaml"
+TASKQUEUE_ROLES = REPO_ROOT / "manifests" / "rbac" / "taskqueue-roles.yaml"
 RBAC = REPO_ROOT / "manifests" / "operator" / "rbac.yaml"
 WORKER_LABELS = {"app.kubernetes.io/managed-by": conventions.WORKER_MANAGED_BY}
 
 
 TEST_PREFIX = "devenv-"
-"""The shipped ClusterRoles are applied under this prefix, so that a test installing the
-chart (whose release owns ClusterRoles of the shipped names) never finds them taken."""
+"""The shipped cluster-wide objects (ClusterRoles, the admission policy) are applied under
+this prefix, so that a test installing the chart (whose release owns objects of the
+shipped names) never finds them taken."""
+
+
+def prefixed(manifest: Path) -> list[dict[str, Any]]:
+    """The cluster-wide objects of a shipped manifest, renamed under :data:`TEST_PREFIX`."""
+    documents = [doc for doc in yaml.safe_load_all(manifest.read_text()) if doc]
+    for doc in documents:
+        doc["metadata"]["name"] = TEST_PREFIX + doc["metadata"]["name"]
+        if doc["kind"] == "ValidatingAdmissionPolicyBinding":
+            doc["spec"]["policyName"] = TEST_PREFIX + doc["spec"]["policyName"]
+    return documents
 
 
 def wait_for_admission_policy(dry_run: Callable[[str], str], timeout: float = 30) -> None:
@@ -60,8 +72,8 @@ def grant_operator(control_plane: ControlPlane, namespace: str) -> None:
             control_plane.kubectl(
                 "apply", f"--namespace={namespace}", "-f", "-", input_text=json.dumps(doc)
             )
-        elif doc["kind"] == "ClusterRole":
-            doc["metadata"]["name"] = TEST_PREFIX + doc["metadata"]["name"]
+    for doc in prefixed(RBAC):
+        if doc["kind"] == "ClusterRole":
             control_plane.kubectl("apply", "-f", "-", input_text=json.dumps(doc))
             roles.append(doc["metadata"]["name"])
     for role in roles:

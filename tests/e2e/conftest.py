@@ -19,9 +19,11 @@ from kube import Cluster, require_binaries, wait_for
 from stalk_devenv.controlplane import ControlPlane
 from stalk_devenv.kubelet import ProcessKubelet
 from stalk_devenv.stack import (
-    API_EXTENSIONS,
+    ADMISSION_POLICY,
+    CRDS,
     OperatorProcess,
     grant_operator,
+    prefixed,
     revoke_operator,
     wait_for_admission_policy,
 )
@@ -37,7 +39,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         return
     bin_dir = require_binaries()
     control_plane = ControlPlane(
-        tmp_path_factory.mktemp("controlplane"), bin_dir=bin_dir, api_extensions=API_EXTENSIONS
+        tmp_path_factory.mktemp("controlplane"), bin_dir=bin_dir, api_extensions=CRDS
     )
     control_plane.start()
     try:
@@ -95,11 +97,12 @@ def process_kubelet(
 
 @pytest.fixture(scope="session")
 def stalk_crds(cluster: Cluster) -> None:
-    """The CRDs and the admission policy: the local control plane has them from the
-    start; a live cluster gets them."""
-    for manifest in API_EXTENSIONS:
-        cluster.kubectl("apply", "-f", str(manifest))
+    """The CRDs (the local control plane has them from the start; a live cluster gets
+    them) and the admission policy shipped with them."""
+    for crd in CRDS:
+        cluster.kubectl("apply", "-f", str(crd))
     cluster.wait_established("crd/taskqueues.stalk.dev")
+    cluster.apply(prefixed(ADMISSION_POLICY))
     wait_for_admission_policy(
         lambda text: (
             cluster.kubectl(

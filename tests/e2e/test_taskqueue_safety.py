@@ -11,12 +11,19 @@ import pytest
 from chart import CHART, KUBE_VERSION, helm_binary
 from kube import wait_for
 from pod_policy_cases import FORBIDDEN, SIDECAR
-from stalk_devenv.stack import API_EXTENSIONS, wait_for_admission_policy
+from stalk_devenv.stack import (
+    ADMISSION_POLICY,
+    TASKQUEUE_ROLES,
+    TEST_PREFIX,
+    prefixed,
+    wait_for_admission_policy,
+)
 from taskqueues import taskqueue
 
 pytestmark = pytest.mark.e2e
 
-POLICY = "stalk-taskqueues"
+POLICY = f"{TEST_PREFIX}stalk-taskqueues"
+"""The shipped policy, as the e2e fixtures apply it (under the prefix of shipped objects)."""
 
 
 def ready_condition(cluster, namespace: str, name: str) -> dict | None:
@@ -40,6 +47,11 @@ def dry_run(cluster):
             "create", "--dry-run=server", "-f", "-", input_text=text, check=False
         ).stderr
     )
+
+
+def restore_policy(cluster) -> None:
+    cluster.apply(prefixed(ADMISSION_POLICY))
+    wait_for_admission_policy(dry_run(cluster))
 
 
 def test_a_63_character_name_and_odd_queue_names_work_end_to_end(
@@ -159,9 +171,7 @@ def test_with_the_admission_policy_removed_the_operator_still_refuses_forbidden_
             != 0
         ), "no Deployment was built"
     finally:
-        for manifest in API_EXTENSIONS:
-            cluster.kubectl("apply", "-f", str(manifest))
-        wait_for_admission_policy(dry_run(cluster))
+        restore_policy(cluster)
 
 
 def test_a_widened_namespace_gets_exactly_what_it_was_given(cluster, namespace, stalk_operator):
@@ -177,7 +187,7 @@ def test_a_widened_namespace_gets_exactly_what_it_was_given(cluster, namespace, 
             "--set-json",
             f"taskQueuePolicy.namespaces={json.dumps(widening)}",
             "--set",
-            "fullnameOverride=stalk",
+            f"fullnameOverride={TEST_PREFIX}stalk",
             "--show-only",
             "templates/admission/taskqueue-policy.yaml",
         ],
@@ -229,9 +239,7 @@ def test_a_widened_namespace_gets_exactly_what_it_was_given(cluster, namespace, 
         assert "needs the ExtraContainers allowance" in elsewhere.stderr, "only where given"
     finally:
         cluster.kubectl("delete", "namespace", f"{namespace}-other", "--wait=false", check=False)
-        for manifest in API_EXTENSIONS:
-            cluster.kubectl("apply", "-f", str(manifest))
-        wait_for_admission_policy(dry_run(cluster))
+        restore_policy(cluster)
 
 
 def test_an_author_may_name_only_secrets_they_may_read(cluster, stalk_crds, namespace):
@@ -413,19 +421,6 @@ def test_the_operator_may_do_exactly_what_it_needs(cluster, namespace, operator_
 
 
 def test_taskqueue_roles_aggregate_into_view_and_edit(cluster, stalk_crds, namespace):
-    from stalk_devenv.controlplane import REPO_ROOT
-
-    cluster.kubectl("apply", "-f", str(REPO_ROOT / "manifests" / "rbac" / "taskqueue-roles.yaml"))
-    for user, role in (("viewer", "view"), ("editor", "edit")):
-        cluster.kubectl(
-            "create",
-            "rolebinding",
-            user,
-            f"--clusterrole={role}",
-            f"--user={user}",
-            namespace=namespace,
-        )
-
     def can(user: str, verb: str) -> bool:
         answer = cluster.kubectl(
             "auth",
@@ -438,6 +433,22 @@ def test_taskqueue_roles_aggregate_into_view_and_edit(cluster, stalk_crds, names
         )
         return answer.stdout.strip() == "yes"
 
-    wait_for(lambda: can("editor", "create"), 10, "the editor role aggregated into edit")
-    assert can("viewer", "list") and not can("viewer", "create")
-    assert can("editor", "delete")
+    for user, role in (("viewer", "view"), ("editor", "edit")):
+        cluster.kubectl(
+            "create",
+            "rolebinding",
+            user,
+            f"--clusterrole={role}",
+            f"--user={user}",
+            namespace=namespace,
+        )
+    assert not can("editor", "create"), "the built-in roles know nothing of TaskQueues"
+    roles = prefixed(TASKQUEUE_ROLES)
+    cluster.apply(roles)
+    try:
+        wait_for(lambda: can("editor", "create"), 10, "the editor role aggregated into edit")
+        assert can("viewer", "list") and not can("viewer", "create")
+        assert can("editor", "delete")
+    finally:
+        for role in roles:
+            cluster.kubectl("delete", "clusterrole", role["metadata"]["name"], check=False)
