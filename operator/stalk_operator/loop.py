@@ -23,13 +23,7 @@ from typing import Any
 
 from stalk_operator import pod_policy
 from stalk_operator.actuation import Kubernetes
-from stalk_operator.broker import (
-    BrokerPoller,
-    PollerRegistry,
-    Snapshot,
-    Subscription,
-    resolve_endpoint,
-)
+from stalk_operator.broker import PollerRegistry, PoolSubscriber, Snapshot
 from stalk_operator.faults import (
     INTERNAL_ERROR,
     KUBERNETES_UNREACHABLE,
@@ -87,9 +81,7 @@ class TaskQueueLoop:
         self.faults = FaultTracker()
         self.memory = DecisionMemory(self.report.last_scale_seconds)
         self.rollout = Rollout(bool(status.get("deployment")), context.clock())
-        self.poller: BrokerPoller | None = None
-        self._subscribed: tuple[Any, ...] | None = None
-        self._last_snapshot_at = 0.0
+        self.subscriber = PoolSubscriber(context.pollers)
         self._acting: asyncio.Task[None] | None = None
         self.acting_since: float | None = None
         """Monotonic time the write in progress began; the liveness check bounds it."""
@@ -106,7 +98,7 @@ class TaskQueueLoop:
             self._next = snapshot or self._next
             return
         now = self.ctx.clock()
-        if self.faults.waiting(now) or self._thinned(snapshot):
+        if self.faults.waiting(now) or self.subscriber.thinned(snapshot, self.taskqueue):
             return
         try:
             plan = self._plan(snapshot, now)
@@ -126,24 +118,13 @@ class TaskQueueLoop:
     async def close(self) -> None:
         if self._acting is not None:
             self._acting.cancel()
-        await self.ctx.pollers.unsubscribe(self.taskqueue.pool)
+        await self.subscriber.close(self.taskqueue.pool)
 
     # -- observe and decide -----------------------------------------------------------
 
-    def _thinned(self, snapshot: Snapshot | None) -> bool:
-        """Skip snapshots polled faster than this TaskQueue asks, for another one."""
-        if snapshot is None or self.poller is None:
-            return False
-        interval = self.taskqueue.scaling.poll_interval_seconds
-        polled_faster = self.poller.interval < interval
-        if polled_faster and snapshot.taken_at - self._last_snapshot_at < interval * 0.9:
-            return True
-        self._last_snapshot_at = snapshot.taken_at
-        return False
-
     def _plan(self, snapshot: Snapshot | None, now: float) -> Plan | None:
         tq, plan = self.taskqueue, Plan()
-        if self._signature() != self._subscribed:
+        if not self.subscriber.current(tq):
             return Plan()  # subscribe first: see _act
         plan.apply = self.rollout.needed(tq, self.deployment, now)
         deployment = self.deployment
@@ -179,10 +160,6 @@ class TaskQueueLoop:
             return plan
         return None
 
-    def _signature(self) -> tuple[Any, ...]:
-        tq = self.taskqueue
-        return (tq.broker, tq.queues, tq.scaling.poll_interval_seconds)
-
     # -- act and report ---------------------------------------------------------------
 
     async def _act(self, plan: Plan) -> None:
@@ -193,11 +170,11 @@ class TaskQueueLoop:
             self.offer(snapshot)
 
     async def _carry_out(self, plan: Plan) -> None:
-        now = self.ctx.clock()
+        tq, now = self.taskqueue, self.ctx.clock()
         touched = plan.apply or plan.decision is not None or plan.status is not None
         try:
-            if self._signature() != self._subscribed:
-                await self._subscribe()
+            if not self.subscriber.current(tq):
+                await self.subscriber.subscribe(tq, self.ctx.settings, self.ctx.kube.secret)
                 touched = True
             if plan.apply:
                 await self._apply()
@@ -207,12 +184,12 @@ class TaskQueueLoop:
                 # Written only if the API server takes it, so written as recovered.
                 plan.status = plan.reported(None)
             if plan.status is not None:
-                await self.ctx.kube.patch_status(*self.taskqueue.key, plan.status)
+                await self.ctx.kube.patch_status(*tq.key, plan.status)
                 self.report.written(plan.status, now)
             if touched:  # a fault ends with a write the API server took, not before
                 self._recovered(now)
             for event in plan.events:
-                self.ctx.post_event(self.taskqueue, event)
+                self.ctx.post_event(tq, event)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -220,16 +197,6 @@ class TaskQueueLoop:
                 await self._show_fault(now)
         finally:
             self._acting = self.acting_since = None
-
-    async def _subscribe(self) -> None:
-        tq, ctx = self.taskqueue, self.ctx
-        signature = self._signature()
-        endpoint = await resolve_endpoint(tq.broker, tq.namespace, ctx.settings, ctx.kube.secret)
-        subscription = Subscription(
-            tq.pool, tq.queues, tq.broker.layout, tq.scaling.poll_interval_seconds
-        )
-        self.poller = await ctx.pollers.subscribe(endpoint, subscription)
-        self._subscribed = signature
 
     async def _apply(self) -> None:
         tq = self.taskqueue
@@ -242,8 +209,9 @@ class TaskQueueLoop:
 
     async def _scale(self, decision: Decision, current: int, load: Load | None, now: float) -> None:
         tq, target = self.taskqueue, decision.replicas
-        if target < current and self.ctx.settings.pod_deletion_cost and self.poller is not None:
-            workers = await self.poller.worker_loads(tq.pool)
+        poller = self.subscriber.poller
+        if target < current and self.ctx.settings.pod_deletion_cost and poller is not None:
+            workers = await poller.worker_loads(tq.pool)
             # The floor again, from what the workers say now (without the agent, the
             # decision's figures can be seconds old): never fewer than the busy ones.
             target = max(target, min(current, sum(1 for w in workers.values() if w.busy)))
@@ -279,15 +247,9 @@ class TaskQueueLoop:
             await self.ctx.kube.patch_status(*self.taskqueue.key, patch)
             self.report.written(patch, now)
 
-    def _recovered(self, now: float) -> bool:
-        """Clear a fault once this cycle's writes succeeded; True if there was one."""
+    def _recovered(self, now: float) -> None:
+        """Clear a fault once this cycle's writes succeeded."""
         ended = self.faults.succeeded()
         if ended is not None:
-            logger.info(
-                "%s: recovered from %s after %.1fs (%d attempts)",
-                self.taskqueue.pool,
-                ended.reason,
-                now - ended.since,
-                ended.attempts,
-            )
-        return ended is not None
+            pool, took = self.taskqueue.pool, now - ended.since
+            logger.info("%s: recovered from %s after %.1fs", pool, ended.reason, took)

@@ -19,84 +19,28 @@ import collections
 import contextlib
 import logging
 import time
-import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import redis
 import redis.asyncio
-from stalk_broker import BrokerEndpoint, KeyLayout, WorkerLoad, connect_async, worker_state_key
-from stalk_broker.depth import QueueDepth, fold_queue_depths
-from stalk_broker.pool_reader import (
-    POLL_SET_TTL_SECONDS,
-    READ_POOLS_SCRIPT,
-    PoolQuery,
-    PoolReading,
-    check_reply,
-    poll_set,
-    reply_spans,
-    script_arguments,
-)
+from stalk_broker import BrokerEndpoint, WorkerLoad, connect_async, worker_state_key
+from stalk_broker.depth import fold_queue_depths
+from stalk_broker.pool_reader import PoolReading, script_arguments
 
-from stalk_operator.broker.remote_control import PoolHolding, RemoteControl
+from stalk_operator.broker.observation import (
+    AGENT,
+    NO_SOURCE,
+    REMOTE_CONTROL,
+    PoolObservation,
+    Snapshot,
+    Subscription,
+)
+from stalk_operator.broker.poll_set import PollSet
+from stalk_operator.broker.remote_control import RemoteControlRounds
 from stalk_operator.reporting.metrics import Metrics
-from stalk_operator.scaling import Load
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Subscription:
-    """What to read for one pool."""
-
-    pool: str
-    """``<namespace>/<name>`` of the TaskQueue."""
-
-    queues: tuple[str, ...]
-    layout: KeyLayout
-    interval_seconds: float
-
-    @property
-    def query(self) -> PoolQuery:
-        return PoolQuery(self.pool, self.queues, self.layout)
-
-
-AGENT, REMOTE_CONTROL, NO_SOURCE = "Agent", "RemoteControl", "None"
-REMOTE_CONTROL_INTERVAL_SECONDS = 5.0
-"""How often pools without load records are asked through remote control."""
-
-
-@dataclass(frozen=True)
-class PoolObservation:
-    depths: tuple[QueueDepth, ...]
-    in_flight: int
-    busy_workers: int
-    source: str = AGENT
-    """Where ``in_flight`` and ``busy_workers`` come from: the agent's load records,
-    Celery's remote control, or nothing (``None``: busy workers are not known)."""
-
-    @property
-    def backlog(self) -> int:
-        return sum(d.total for d in self.depths)
-
-    @property
-    def load(self) -> Load:
-        return Load(backlog=self.backlog, in_flight=self.in_flight, busy_workers=self.busy_workers)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    sequence: int
-    taken_at: float
-    """Wall-clock time the round trip completed."""
-
-    broker: str
-    """The broker's location, without secrets."""
-
-    pools: Mapping[str, PoolObservation] = field(default_factory=dict)
-    error: str | None = None
-    """Why the broker could not be read (no secrets); ``None`` when it was."""
 
 
 class BrokerPoller:
@@ -120,26 +64,17 @@ class BrokerPoller:
         self._stale_after = stale_after_seconds
         self._clock = clock
         self._client = client_factory(endpoint, socket_timeout=timeout_seconds)
-        self._read_pools = self._client.register_script(READ_POOLS_SCRIPT)
-        poller_id = uuid.uuid4().hex
-        self._poll_set_keys = [
-            f"stalk:pollset:{poller_id}:keys",
-            f"stalk:pollset:{poller_id}:counts",
-        ]
+        self._poll_set = PollSet(self._client)
         self._version = 0
         """Bumped by every change of subscriptions; the poll set follows it."""
         self._polled_version = -1
         self._polled: list[Subscription] = []
-        self._spans: list[tuple[int, int]] = []
         self._subscriptions: dict[str, Subscription] = {}
         self._intervals: collections.Counter[float] = collections.Counter()
         self._interval = 1.0
         self._observed: dict[str, tuple[tuple[list[Any], object], PoolObservation]] = {}
-        self._remote: dict[str, RemoteControl] = {}
-        """Remote control per key prefix, for pools whose workers publish no records."""
-        self._held: dict[str, PoolHolding] = {}
-        self._held_at = float("-inf")
-        self._asking: asyncio.Task[None] | None = None
+        self._remote = RemoteControlRounds(endpoint, self.label, clock)
+        """For pools whose workers publish no load records."""
         self._sequence = 0
         self._task: asyncio.Task[None] | None = None
         self.last_cycle_at = 0.0
@@ -195,10 +130,7 @@ class BrokerPoller:
         return True
 
     async def close(self) -> None:
-        if self._asking is not None:
-            self._asking.cancel()
-        for remote in self._remote.values():
-            remote.close()
+        self._remote.close()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -237,12 +169,12 @@ class BrokerPoller:
                 time.perf_counter() - started
             )
         pools, silent = {}, []
-        for subscription, (start, end) in zip(self._polled, self._spans, strict=True):
+        for subscription, (start, end) in zip(self._polled, self._poll_set.spans, strict=True):
             part = reply[start:end]
             pools[subscription.pool] = self._observation(subscription, part)
             if not part[-1]:  # no worker of this pool reports its load
                 silent.append(subscription)
-        self._ask_remote_control(silent)
+        self._remote.ask_if_due(silent)
         self._sequence += 1
         return Snapshot(self._sequence, self._clock(), self.label, pools=pools)
 
@@ -255,7 +187,7 @@ class BrokerPoller:
         (and, without load records, what remote control said) did not change, which is
         most pools on most polls; only the others are parsed."""
         pool = subscription.pool
-        held = None if part[-1] else self._fresh_holding(pool)
+        held = None if part[-1] else self._remote.fresh(pool)
         known = self._observed.get(pool)
         if known is not None and known[0] == (part, held):
             return known[1]
@@ -270,64 +202,17 @@ class BrokerPoller:
         self._observed[pool] = ((part, held), observation)
         return observation
 
-    def _fresh_holding(self, pool: str) -> PoolHolding | None:
-        if time.monotonic() - self._held_at > 3 * REMOTE_CONTROL_INTERVAL_SECONDS:
-            return None
-        return self._held.get(pool)
-
-    def _ask_remote_control(self, silent: list[Subscription]) -> None:
-        """Start a remote-control round for pools without load records, if one is due."""
-        due = time.monotonic() - self._held_at >= REMOTE_CONTROL_INTERVAL_SECONDS
-        if not silent or not due or (self._asking is not None and not self._asking.done()):
-            return
-        layouts = {s.layout.global_keyprefix: s.layout for s in silent}
-        self._asking = asyncio.create_task(self._ask(layouts), name=f"inspect {self.label}")
-
-    async def _ask(self, layouts: Mapping[str, KeyLayout], merge: bool = False) -> None:
-        """One remote-control round per key prefix; ``merge`` keeps other prefixes' pools."""
-        held: dict[str, PoolHolding] = {}
-        for prefix, layout in layouts.items():
-            remote = self._remote.get(prefix)
-            if remote is None:
-                remote = self._remote[prefix] = RemoteControl(self.endpoint, layout)
-            try:
-                held.update(await asyncio.to_thread(remote.ask, self._clock()))
-            except Exception as exc:
-                logger.warning("remote control on %s failed: %s", self.label, describe_error(exc))
-        self._held = {**self._held, **held} if merge else held
-        self._held_at = time.monotonic()
-
     async def _round_trip(self) -> list[Any]:
         """The script's reply for every subscribed pool (the poll set rewritten first if
         the subscriptions changed)."""
         if self._polled_version != self._version:
             self._polled = list(self._subscriptions.values())
-            queries = [s.query for s in self._polled]
-            self._spans = reply_spans(queries)
-            await self._write_poll_set(queries)
+            await self._poll_set.write([s.query for s in self._polled])
             self._polled_version = self._version
             self._observed = {p: o for p, o in self._observed.items() if p in self._subscriptions}
         if not self._polled:
             return []
-        args = script_arguments(self._clock(), self._stale_after)
-        reply = await self._read_pools(keys=self._poll_set_keys, args=args)
-        if reply is None:  # the poll set is gone (a broker restart): write it again
-            await self._write_poll_set([s.query for s in self._polled])
-            reply = await self._read_pools(keys=self._poll_set_keys, args=args)
-        check_reply(self._spans, reply)
-        return list(reply)
-
-    async def _write_poll_set(self, queries: list[PoolQuery]) -> None:
-        keys, counts = poll_set(queries)
-        list_key, counts_key = self._poll_set_keys
-        pipe = self._client.pipeline(transaction=True)
-        pipe.delete(list_key, counts_key)
-        for start in range(0, len(keys), 1000):
-            pipe.rpush(list_key, *keys[start : start + 1000])
-        pipe.rpush(counts_key, *counts)
-        pipe.expire(list_key, POLL_SET_TTL_SECONDS)
-        pipe.expire(counts_key, POLL_SET_TTL_SECONDS)
-        await pipe.execute()
+        return await self._poll_set.read(script_arguments(self._clock(), self._stale_after))
 
     async def worker_loads(self, pool: str) -> dict[str, WorkerLoad]:
         """What each of one pool's workers holds now, by pod name, for a scale-down:
@@ -338,9 +223,7 @@ class BrokerPoller:
             return {}
         observed = self._observed.get(pool)
         if observed is not None and observed[1].source != AGENT:
-            layout = subscription.layout
-            await self._ask({layout.global_keyprefix: layout}, merge=True)
-            held = self._held.get(pool)
+            held = await self._remote.ask_now(pool, subscription.layout)
             return dict(held.workers) if held is not None else {}
         key = worker_state_key(pool, subscription.layout.global_keyprefix)
         records = await self._client.hgetall(key)

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 
 from stalk_broker import BrokerEndpoint
 
-from stalk_operator.broker.poller import BrokerPoller, Subscription
+from stalk_operator.broker.observation import Subscription
+from stalk_operator.broker.poller import BrokerPoller
 
 PollerKey = tuple[object, ...]
 

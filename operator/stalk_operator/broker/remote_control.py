@@ -16,16 +16,29 @@ sets it), which maps each worker to its pod and pool.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kombu.connection import Connection
 from kombu.pidbox import Mailbox
 from stalk_broker import BrokerEndpoint, KeyLayout, WorkerLoad
 
 logger = logging.getLogger(__name__)
+
+
+class Subscribed(Protocol):
+    """A pool's subscription, as far as remote control needs it."""
+
+    @property
+    def layout(self) -> KeyLayout: ...
+
+
+REMOTE_CONTROL_INTERVAL_SECONDS = 5.0
+"""How often pools without load records are asked through remote control."""
 
 CONTROL_EXCHANGE = "celery"
 """Celery's ``control_exchange`` default: the pidbox every worker listens on."""
@@ -102,3 +115,57 @@ class RemoteControl:
 
     def close(self) -> None:
         self._connection.release()  # type: ignore[no-untyped-call]
+
+
+class RemoteControlRounds:
+    """One broker's remote-control rounds, for every key prefix its silent pools use: at
+    most one in flight, one every :data:`REMOTE_CONTROL_INTERVAL_SECONDS` while a pool
+    lacks load records, and answers trusted for three intervals."""
+
+    def __init__(self, endpoint: BrokerEndpoint, label: str, clock: Callable[[], float]):
+        self._endpoint, self._label, self._clock = endpoint, label, clock
+        self._remote: dict[str, RemoteControl] = {}
+        self._held: dict[str, PoolHolding] = {}
+        self._held_at = float("-inf")
+        self._asking: asyncio.Task[None] | None = None
+
+    def fresh(self, pool: str) -> PoolHolding | None:
+        """What the pool's workers last said, unless that is too old to go by."""
+        if time.monotonic() - self._held_at > 3 * REMOTE_CONTROL_INTERVAL_SECONDS:
+            return None
+        return self._held.get(pool)
+
+    def ask_if_due(self, silent: Sequence[Subscribed]) -> None:
+        """Start a round for pools without load records, if one is due."""
+        due = time.monotonic() - self._held_at >= REMOTE_CONTROL_INTERVAL_SECONDS
+        if not silent or not due or (self._asking is not None and not self._asking.done()):
+            return
+        layouts = {s.layout.global_keyprefix: s.layout for s in silent}
+        self._asking = asyncio.create_task(self._ask(layouts), name=f"inspect {self._label}")
+
+    async def ask_now(self, pool: str, layout: KeyLayout) -> PoolHolding | None:
+        """A round now, for a scale-down: one every 5 s is too old to know which workers
+        a task reached since. Other prefixes' answers are kept."""
+        await self._ask({layout.global_keyprefix: layout}, merge=True)
+        return self._held.get(pool)
+
+    async def _ask(self, layouts: Mapping[str, KeyLayout], merge: bool = False) -> None:
+        held: dict[str, PoolHolding] = {}
+        for prefix, layout in layouts.items():
+            remote = self._remote.get(prefix)
+            if remote is None:
+                remote = self._remote[prefix] = RemoteControl(self._endpoint, layout)
+            try:
+                held.update(await asyncio.to_thread(remote.ask, self._clock()))
+            except Exception as exc:
+                logger.warning(
+                    "remote control on %s failed: %s: %s", self._label, type(exc).__name__, exc
+                )
+        self._held = {**self._held, **held} if merge else held
+        self._held_at = time.monotonic()
+
+    def close(self) -> None:
+        if self._asking is not None:
+            self._asking.cancel()
+        for remote in self._remote.values():
+            remote.close()
