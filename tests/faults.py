@@ -93,6 +93,27 @@ def first_status_write_after(
     return time.monotonic() - since
 
 
+def controllers_caught_up(cluster, timeout: float = 120) -> None:
+    """Wait until the controller-manager acts on new objects again. After an API server
+    outage its watches come back with client-go's backoff (up to 30 s between tries, as
+    in any cluster); the next test's namespace must not wait for that."""
+    probe = f"caught-up-{random.randrange(1 << 30):x}"
+    cluster.kubectl("create", "namespace", probe)
+    try:
+        wait_for(
+            lambda: (
+                cluster.kubectl(
+                    "get", "serviceaccount", "default", namespace=probe, check=False
+                ).returncode
+                == 0
+            ),
+            timeout,
+            "the controller-manager to create a new namespace's ServiceAccount",
+        )
+    finally:
+        cluster.kubectl("delete", "namespace", probe, "--wait=false", check=False)
+
+
 def resource_version(cluster, namespace: str, name: str) -> str | None:
     found = cluster.kubectl(
         "get", "tq", name, "-o", "jsonpath={.metadata.resourceVersion}",

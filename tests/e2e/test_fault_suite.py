@@ -17,7 +17,15 @@ import time
 from pathlib import Path
 
 import pytest
-from faults import CHURN_ROUNDS, CHURN_SIZE, DOWN, Flow, first_status_write_after, resource_version
+from faults import (
+    CHURN_ROUNDS,
+    CHURN_SIZE,
+    DOWN,
+    Flow,
+    controllers_caught_up,
+    first_status_write_after,
+    resource_version,
+)
 from kube import ReplicaWatch, wait_for
 from stalk_devenv.redis import RedisServer
 from stalk_devenv.stack import WORKER_LABELS
@@ -89,14 +97,17 @@ def test_api_server_down(cluster, namespace, flowing, local_cluster):
         local_cluster.stop_component("kube-apiserver")
         time.sleep(DOWN["apiserver"])
 
-    status_s, replicas_s = run_fault(
-        cluster,
-        namespace,
-        watch,
-        flow,
-        down,
-        lambda: local_cluster.start_component("kube-apiserver"),
-    )
+    try:
+        status_s, replicas_s = run_fault(
+            cluster,
+            namespace,
+            watch,
+            flow,
+            down,
+            lambda: local_cluster.start_component("kube-apiserver"),
+        )
+    finally:
+        controllers_caught_up(cluster)
     flow.stop()
     lost = flow.lost()
     report(f"API server down {DOWN['apiserver']}s", status_s, replicas_s, lost)
@@ -303,5 +314,11 @@ def test_same_name_again_takes_over_within_seconds(cluster, namespace, stalk_ope
     took = time.monotonic() - started
     print(f"\nsame name again: the new TaskQueue took over in {took:.1f}s")
     assert took < 15
-    ready = cluster.taskqueue_condition(namespace, "again", "Ready")
-    assert ready.get("reason") != "WaitingForOldDeployment"
+    wait_for(
+        lambda: (
+            cluster.taskqueue_condition(namespace, "again", "Ready").get("reason")
+            != "WaitingForOldDeployment"
+        ),
+        5,
+        "the status to stop waiting (written within a poll of the takeover)",
+    )
