@@ -42,6 +42,10 @@ BINARIES = (
 )
 KWOK_STAGES = "kwok-stages.yaml"
 
+NODE_VERSIONS = {"k8s": VERSIONS["k8s"], "coredns": "v1.13.1", "crictl": "v1.34.0"}
+"""A real node's binaries, a set of their own: the fast tests never wait for them."""
+NODE_BINARIES = ("kubelet", "kube-proxy", "coredns", "crictl")
+
 
 class BinariesMissingError(RuntimeError):
     """The binaries are not built; the message says how to build them."""
@@ -54,10 +58,25 @@ def cache_root() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stalk"
 
 
-def bin_dir() -> Path:
-    """Where this set of versions is built: one directory per version set."""
-    key = "_".join(f"{name}-{version}" for name, version in VERSIONS.items())
-    return cache_root() / "bin" / key
+def bin_dir(versions: dict[str, str] = VERSIONS, prefix: str = "") -> Path:
+    """Where a set of versions is built: one directory per version set."""
+    key = "_".join(f"{name}-{version}" for name, version in versions.items())
+    return cache_root() / "bin" / f"{prefix}{key}"
+
+
+def node_bin_dir() -> Path:
+    return bin_dir(NODE_VERSIONS, prefix="node_")
+
+
+def find_node_binaries() -> Path:
+    """The real node's binaries (kubelet, kube-proxy, CoreDNS, crictl), if built."""
+    directory = node_bin_dir()
+    missing = [b for b in NODE_BINARIES if not (directory / b).is_file()]
+    if missing:
+        raise BinariesMissingError(
+            f"{directory} lacks {', '.join(missing)}: run `python -m stalk_devenv.binaries --node`"
+        )
+    return directory
 
 
 def find_binaries() -> Path:
@@ -157,7 +176,7 @@ class Builder:
         )
 
 
-def _kubernetes(builder: Builder) -> None:
+def _kubernetes(builder: Builder, commands: Sequence[str] = BINARIES[1:5]) -> None:
     version = VERSIONS["k8s"]
     gomod = Path(builder.module_info("k8s.io/kubernetes", version)["GoMod"]).read_text()
     staging = f"v0.{version.removeprefix('v1.')}"
@@ -174,7 +193,7 @@ def _kubernetes(builder: Builder) -> None:
         "k8s.io/kubernetes",
         version,
         [(m, staging) for m in modules],
-        [f"k8s.io/kubernetes/cmd/{c}" for c in BINARIES[1:5]],
+        [f"k8s.io/kubernetes/cmd/{c}" for c in commands],
         ldflags,
     )
 
@@ -216,6 +235,24 @@ def _helm(builder: Builder) -> None:
     )
 
 
+def _node_kubernetes(builder: Builder) -> None:
+    _kubernetes(builder, ("kubelet", "kube-proxy"))
+
+
+def _coredns(builder: Builder) -> None:
+    builder.install("github.com/coredns/coredns", NODE_VERSIONS["coredns"])
+
+
+def _crictl(builder: Builder) -> None:
+    builder.install("sigs.k8s.io/cri-tools/cmd/crictl", NODE_VERSIONS["crictl"])
+
+
+NODE_STAGES = (
+    Stage("kubelet, kube-proxy", ("kubelet", "kube-proxy"), "about 6 min", _node_kubernetes),
+    Stage("CoreDNS", ("coredns",), "about 3 min", _coredns),
+    Stage("crictl", ("crictl",), "about 1 min", _crictl),
+)
+
 STAGES = (
     Stage(
         "kube-apiserver, kube-controller-manager, kube-scheduler, kubectl",
@@ -229,13 +266,17 @@ STAGES = (
 )
 
 
-def build(target: Path | None = None, out: Callable[[str], None] = print) -> Path:
-    """Build every missing binary into ``target``; returns it."""
+def build(
+    target: Path | None = None,
+    out: Callable[[str], None] = print,
+    stages: Sequence[Stage] = STAGES,
+) -> Path:
+    """Build every missing binary of ``stages`` into ``target``; returns it."""
     target = target or bin_dir()
     target.mkdir(parents=True, exist_ok=True)
     log = target.parent / f"{target.name}.build.log"
     builder = Builder(target, log)
-    for stage in STAGES:
+    for stage in stages:
         if all((target / o).is_file() for o in stage.outputs):
             continue
         out(f"[build] {stage.name} from Go modules ({stage.expected} on 2 cores, once) ...")
@@ -248,6 +289,10 @@ def build(target: Path | None = None, out: Callable[[str], None] = print) -> Pat
     return target
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _elapsed(seconds: float) -> str:
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes}m{rest:02d}s" if minutes else f"{rest}s"
@@ -256,11 +301,20 @@ def _elapsed(seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stalk_devenv.binaries")
     parser.add_argument("--cached-only", action="store_true", help="fail if not built")
+    parser.add_argument("--node", action="store_true", help="a real node's binaries")
     args = parser.parse_args(argv)
+    if args.node:
+        try:
+            found = None if args.cached_only else build(node_bin_dir(), _stderr, NODE_STAGES)
+            print(found or find_node_binaries())
+        except BinariesMissingError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        return 0
     try:
         directory = find_binaries() if args.cached_only else None
         if directory is None:
-            build(out=lambda line: print(line, file=sys.stderr))
+            build(out=_stderr)
             directory = find_binaries()
     except BinariesMissingError as exc:
         print(exc, file=sys.stderr)

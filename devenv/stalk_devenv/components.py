@@ -1,6 +1,8 @@
 """The command line of each control-plane component, one builder per component. Pure.
 
-Everything listens on loopback. The flags that matter, and why:
+Everything listens on loopback, or on the address of a real node's control plane
+(``ControlPlane.address``), which pods reach through the ``kubernetes`` Service. The
+flags that matter, and why:
 
 * etcd without fsync: the cluster is thrown away after each run.
 * kube-apiserver: client certificates for the admin, ServiceAccount tokens for everyone
@@ -69,12 +71,23 @@ def apiserver(
     client_ca: Path,
     service_account_key: Path,
     service_account_public_key: Path,
+    address: str = "127.0.0.1",
+    kubelet_client: KeyPair | None = None,
 ) -> list[str]:
+    kubelets = (
+        [
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+        if kubelet_client is not None
+        else []
+    )
     return [
         binary,
         f"--etcd-servers={etcd_url}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        f"--bind-address={address}",
+        f"--advertise-address={address}",
         f"--secure-port={port}",
         f"--tls-cert-file={serving.cert}",
         f"--tls-private-key-file={serving.key}",
@@ -83,13 +96,14 @@ def apiserver(
         f"--service-account-signing-key-file={service_account_key}",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
-        "--authorization-mode=RBAC",
+        "--authorization-mode=Node,RBAC",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--allow-privileged=true",
         "--enable-priority-and-fairness=false",
         "--profiling=false",
         "--watch-cache=true",
         "--v=1",
+        *kubelets,
     ]
 
 

@@ -48,12 +48,15 @@ class ControlPlane:
     """CRDs (and admission policies) installed before the controller-manager starts, so
     that its garbage collector knows them from the start (it discovers new kinds only
     every 30 s)."""
+    address: str = "127.0.0.1"
+    """Where the API server listens: loopback, or an address of this machine that a real
+    node's pods can reach (see :mod:`stalk_devenv.node`)."""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     api_port: int = 0
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.address}:{self.api_port}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -102,8 +105,13 @@ class ControlPlane:
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ),
-            ip_addresses=("127.0.0.1", "10.96.0.1"),
+            ip_addresses=tuple(dict.fromkeys(("127.0.0.1", "10.96.0.1", self.address))),
         )
+        self._kubelet_client = ca.issue(
+            "apiserver-kubelet-client", common_name="kube-apiserver-kubelet-client", client=True
+        )
+        self.ca = ca
+        """Issues the certificates of a real node's kubelet."""
         self._admin = ca.issue(
             "admin", common_name="stalk-admin", organizations=("system:masters",), client=True
         )
@@ -137,6 +145,8 @@ class ControlPlane:
                 client_ca=self.ca_path,
                 service_account_key=self._sa_key,
                 service_account_public_key=self._sa_pub,
+                address=self.address,
+                kubelet_client=self._kubelet_client,
             ),
             self.workdir / "logs",
             detached=self.detached,

@@ -1,0 +1,238 @@
+"""A real node on this machine: containerd, the kubelet, kube-proxy and CoreDNS as
+processes, running pods in real containers beside the control plane.
+
+The node has an address of its own on a dummy interface (pods cannot reach loopback),
+where the API server, the kubelet and CoreDNS listen. Pods sit on a bridge with
+addresses from ``POD_SUBNET``; a guard chain drops anything they forward beyond the
+pod range, so pod traffic stays on this machine, and teardown puts IP forwarding back.
+The configuration files come from :mod:`stalk_devenv.node_config`.
+
+Use it as ``NodeNetwork().up()`` before ``ControlPlane(address=NODE_ADDRESS)``, then
+``RealNode(control_plane, workdir).start()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from stalk_devenv import images, node_config
+from stalk_devenv.binaries import find_node_binaries
+from stalk_devenv.controlplane import ControlPlane
+from stalk_devenv.process import ManagedProcess
+
+NODE_ADDRESS = "10.77.0.1"
+NODE_INTERFACE = "stalk-node"
+POD_SUBNET = "10.244.0.0/24"
+CLUSTER_CIDR = "10.244.0.0/16"
+GUARD_CHAIN = "STALK-NODE-GUARD"
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
+def _sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+@dataclass
+class NodeNetwork:
+    """The node's address, and the guard that keeps pod traffic on this machine."""
+
+    address: str = NODE_ADDRESS
+    interface: str = NODE_INTERFACE
+    _forwarding: str | None = None
+
+    def up(self) -> NodeNetwork:
+        self.down()
+        _sh("ip", "link", "add", self.interface, "type", "dummy")
+        _sh("ip", "addr", "add", f"{self.address}/32", "dev", self.interface)
+        _sh("ip", "link", "set", self.interface, "up")
+        self._forwarding = IP_FORWARD.read_text().strip()
+        _sh("iptables", "-N", GUARD_CHAIN)
+        _sh("iptables", "-A", GUARD_CHAIN, "-s", CLUSTER_CIDR, "-d", CLUSTER_CIDR, "-j", "RETURN")
+        _sh("iptables", "-A", GUARD_CHAIN, "-s", CLUSTER_CIDR, "-j", "DROP")
+        _sh("iptables", "-A", GUARD_CHAIN, "-d", CLUSTER_CIDR, "-j", "RETURN")
+        _sh("iptables", "-I", "FORWARD", "1", "-j", GUARD_CHAIN)
+        return self
+
+    def down(self) -> None:
+        _sh("ip", "link", "del", self.interface, check=False)
+        while _sh("iptables", "-D", "FORWARD", "-j", GUARD_CHAIN, check=False).returncode == 0:
+            pass
+        _sh("iptables", "-F", GUARD_CHAIN, check=False)
+        _sh("iptables", "-X", GUARD_CHAIN, check=False)
+        if self._forwarding is not None:
+            IP_FORWARD.write_text(self._forwarding + "\n")
+            self._forwarding = None
+
+
+@dataclass
+class RealNode:
+    control_plane: ControlPlane
+    workdir: Path
+    name: str = "stalk-node"
+    node_images: tuple[str, ...] = (images.PAUSE_IMAGE, images.WORKER_IMAGE, images.OPERATOR_IMAGE)
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> node_config.NodePaths:
+        return node_config.NodePaths(self.workdir)
+
+    @property
+    def address(self) -> str:
+        return self.control_plane.address
+
+    def start(self) -> RealNode:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._bin = find_node_binaries()
+            self._write_configuration()
+            self._start_containerd()
+            self._import_images()
+            self._start_kubelet()
+            self._start_kube_proxy()
+            self._start_coredns()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for name in ("coredns", "kube-proxy", "kubelet"):
+            process = self.processes.pop(name, None)
+            if process is not None:
+                process.stop(grace=10)
+        self._remove_pods()
+        process = self.processes.pop("containerd", None)
+        if process is not None:
+            process.stop(grace=10)
+
+    # -- configuration ---------------------------------------------------------------
+
+    def _write_configuration(self) -> None:
+        paths, cp = self.paths, self.control_plane
+        paths.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+        paths.containerd_socket.parent.mkdir(parents=True, exist_ok=True)
+        paths.containerd_config.write_text(node_config.containerd(paths, images.PAUSE_IMAGE))
+        (paths.cni_conf_dir / "10-stalk.conflist").write_text(node_config.cni_conflist(POD_SUBNET))
+        kubelet_client = cp.ca.issue(
+            f"kubelet-{self.name}",
+            common_name=f"system:node:{self.name}",
+            organizations=("system:nodes",),
+            client=True,
+        )
+        serving = cp.ca.issue(
+            f"kubelet-{self.name}-serving",
+            common_name=self.name,
+            dns_names=(self.name,),
+            ip_addresses=(self.address,),
+            server=True,
+        )
+        proxy = cp.ca.issue("kube-proxy", common_name="system:kube-proxy", client=True)
+        self._kubeconfigs = {
+            "kubelet": self._kubeconfig("kubelet", kubelet_client.cert, kubelet_client.key),
+            "kube-proxy": self._kubeconfig("kube-proxy", proxy.cert, proxy.key),
+        }
+        paths.kubelet_config.write_text(
+            node_config.kubelet(
+                paths,
+                client_ca=cp.ca_path,
+                serving_cert=serving.cert,
+                serving_key=serving.key,
+                dns=self.address,
+            )
+        )
+        paths.kube_proxy_config.write_text(
+            node_config.kube_proxy(self._kubeconfigs["kube-proxy"], self.name, CLUSTER_CIDR)
+        )
+        paths.corefile.write_text(node_config.corefile(self.address, cp.kubeconfig))
+        # The API server asks kubelets for logs and exec as this user.
+        cp.kubectl(
+            "create",
+            "clusterrolebinding",
+            "devenv-apiserver-kubelet-client",
+            "--clusterrole=system:kubelet-api-admin",
+            "--user=kube-apiserver-kubelet-client",
+            check=False,
+        )
+
+    def _kubeconfig(self, name: str, cert: Path, key: Path) -> Path:
+        config = yaml.safe_load(self.control_plane.kubeconfig.read_text())
+        config["users"] = [
+            {"name": name, "user": {"client-certificate": str(cert), "client-key": str(key)}}
+        ]
+        config["contexts"][0]["context"]["user"] = name
+        path = self.workdir / f"{name}.kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+    # -- processes -------------------------------------------------------------------
+
+    def _process(self, name: str, argv: list[str]) -> ManagedProcess:
+        process = ManagedProcess(name, argv, self.workdir / "logs")
+        self.processes[name] = process
+        return process
+
+    def _start_containerd(self) -> None:
+        self._process("containerd", ["containerd", "--config", str(self.paths.containerd_config)])
+        self.processes["containerd"].start(ready=self.paths.containerd_socket.exists, timeout=30)
+
+    def ctr(self, *args: str) -> str:
+        return _sh(
+            "ctr", "--address", str(self.paths.containerd_socket), "-n", "k8s.io", *args
+        ).stdout
+
+    def _import_images(self) -> None:
+        archives = self.workdir / "images"
+        archives.mkdir(exist_ok=True)
+        for image in self.node_images:
+            self.ctr("images", "import", str(images.export(image, archives)))
+
+    def _start_kubelet(self) -> None:
+        self._process(
+            "kubelet",
+            [
+                str(self._bin / "kubelet"),
+                f"--config={self.paths.kubelet_config}",
+                f"--kubeconfig={self._kubeconfigs['kubelet']}",
+                f"--hostname-override={self.name}",
+                f"--node-ip={self.address}",
+                f"--root-dir={self.workdir / 'kubelet'}",
+                "--v=1",
+            ],
+        ).start(ready=self._node_ready, timeout=90)
+
+    def _node_ready(self) -> bool:
+        node = self.control_plane.kubectl("get", "node", self.name, "-o", "json", check=False)
+        conditions = json.loads(node or "{}").get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def _start_kube_proxy(self) -> None:
+        self._process(
+            "kube-proxy",
+            [str(self._bin / "kube-proxy"), f"--config={self.paths.kube_proxy_config}"],
+        ).start()
+
+    def _start_coredns(self) -> None:
+        self._process(
+            "coredns", [str(self._bin / "coredns"), "-conf", str(self.paths.corefile)]
+        ).start()
+
+    def _remove_pods(self) -> None:
+        """Every container the node ran goes with it (containerd keeps them otherwise)."""
+        if "containerd" not in self.processes:
+            return
+        crictl = [
+            str(self._bin / "crictl"),
+            f"--runtime-endpoint=unix://{self.paths.containerd_socket}",
+        ]
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            pods = _sh(*crictl, "pods", "-q", check=False).stdout.split()
+            for pod in pods:
+                _sh(*crictl, "stopp", pod, check=False)
+                _sh(*crictl, "rmp", pod, check=False)
