@@ -26,8 +26,11 @@ def test_kustomize_install_is_admitted_as_restricted(local_cluster, cluster):
         "the operator pod to be admitted under the restricted standard",
     )
     assert cluster.get_json("clusterkopfpeering", "stalk")["metadata"]["name"] == "stalk"
-    # Only the namespace goes: the CRDs and cluster roles are shared with the other tests.
+    # The CRDs stay (shared with the other tests); what else a user's install adds
+    # cluster-wide goes, or it would police and widen the other tests' TaskQueues.
     cluster.kubectl("delete", "namespace", "stalk-system", "--wait=false", check=False)
+    for shipped in ("admission", "rbac"):
+        cluster.kubectl("delete", "-f", str(REPO_ROOT / "manifests" / shipped), check=False)
 
 
 def test_worker_pods_pass_the_restricted_standard(cluster, namespace, stalk_operator):

@@ -206,9 +206,11 @@ class BrokerPoller:
         """The script's reply for every subscribed pool (the poll set rewritten first if
         the subscriptions changed)."""
         if self._polled_version != self._version:
-            self._polled = list(self._subscriptions.values())
+            # The version as read now: a pool subscribed while the write is in flight
+            # bumps it again, and the next cycle writes the poll set once more.
+            version, self._polled = self._version, list(self._subscriptions.values())
             await self._poll_set.write([s.query for s in self._polled])
-            self._polled_version = self._version
+            self._polled_version = version
             self._observed = {p: o for p, o in self._observed.items() if p in self._subscriptions}
         if not self._polled:
             return []
