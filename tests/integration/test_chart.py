@@ -57,6 +57,35 @@ def test_rendered_pods_are_secure_and_complete(helm, rendering):
                     )
 
 
+@pytest.mark.parametrize("rendering", RENDERINGS)
+def test_every_label_and_annotation_is_a_string(helm, rendering):
+    """The API server refuses a number there; an unquoted checksum that happens to read
+    as one (all digits, or digits around an e) failed an install one time in a few."""
+
+    def metadata(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("metadata"), dict):
+                yield node["metadata"]
+            for value in node.values():
+                yield from metadata(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from metadata(value)
+
+    for doc in render(helm, *RENDERINGS[rendering]):
+        for meta in metadata(doc):
+            for field in ("labels", "annotations"):
+                for key, value in (meta.get(field) or {}).items():
+                    assert isinstance(value, str), f"{doc['kind']}: {field} {key}={value!r}"
+
+
+def test_checksums_are_quoted_whatever_their_digits():
+    for template in (CHART / "templates").rglob("*.yaml"):
+        for line in template.read_text().splitlines():
+            if "sha256sum" in line:
+                assert line.rstrip().endswith("| quote }}"), f"{template.name}: {line.strip()}"
+
+
 def test_taskqueues_from_values(helm):
     docs = render(helm, *RENDERINGS["everything-values"])
     taskqueues = {d["metadata"]["name"]: d for d in docs if d["kind"] == "TaskQueue"}

@@ -295,8 +295,14 @@ def test_master_killed_replica_promoted_and_old_master_rejoins(redis_group):
     except TimeoutError:
         pytest.fail(f"no promotion:\n{logs(redis_group)}")
     print(f"\nfailover: master killed -> Sentinels switched in {time.monotonic() - killed_at:.1f}s")
+    # One master, the one the Sentinels name now: on a loaded machine a 1 s down-after
+    # can see the new master slow to answer and fail over once more, which is correct.
+    wait_until(
+        lambda: [*redis_group.sentinel_view()] == redis_group.masters(),
+        15,
+        "the replica to be promoted",
+    )
     (new_master,) = redis_group.sentinel_view()
-    wait_until(lambda: redis_group.masters() == [new_master], 10, "the replica to be promoted")
     new = next(n for n in redis_group.nodes if n.host == new_master)
     assert redis_group.redis(new).get("survives") == "failover"
 
