@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -27,11 +29,26 @@ from pathlib import Path
 from stalk_devenv.binaries import VERSIONS, cache_root
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
 BASE_IMAGE = "localhost/stalk-python:bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
+PAUSE_IMAGE = "localhost/pause:3.10.1"
 """containerd's ``sandbox_image``: the name must match, since nothing can be pulled."""
+APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
+
+
+def debian_mirror() -> str:
+    """``$STALK_DEBIAN_MIRROR``, else the mirror this machine's apt already uses."""
+    configured = os.environ.get("STALK_DEBIAN_MIRROR")
+    if configured:
+        return configured
+    for sources in APT_SOURCES:
+        text = sources.read_text() if sources.exists() else ""
+        found = re.search(r"^(?:URIs:|deb)\s+(\S+)", text, re.MULTILINE)
+        if found:
+            return found.group(1)
+    raise ImageBuildError("no Debian mirror in apt's sources: set STALK_DEBIAN_MIRROR")
+
+
 WORKER_IMAGE = "localhost/stalk-worker:dev"
 OPERATOR_IMAGE = "localhost/stalk-operator:dev"
 
@@ -85,7 +102,7 @@ def _base(log: Path) -> None:
                 f"--include={','.join(BASE_PACKAGES)}",
                 "bookworm",
                 str(rootfs),
-                DEBIAN_MIRROR,
+                debian_mirror(),
             ],
             log,
         )
