@@ -12,9 +12,9 @@ PATHS = node_config.NodePaths(Path("/srv/node"))
 
 
 def test_containerd_uses_the_local_sandbox_image_and_debians_cni_plugins():
-    config = tomllib.loads(node_config.containerd(PATHS, "registry.k8s.io/pause:3.10.1"))
+    config = tomllib.loads(node_config.containerd(PATHS, "localhost/pause:3.10.1"))
     cri = config["plugins"]["io.containerd.grpc.v1.cri"]
-    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10.1"
+    assert cri["sandbox_image"] == "localhost/pause:3.10.1"
     assert cri["restrict_oom_score_adj"] is True, "no CAP_SYS_RESOURCE here"
     assert cri["cni"]["bin_dir"] == "/usr/lib/cni"
     runc = cri["containerd"]["runtimes"]["runc"]["options"]
