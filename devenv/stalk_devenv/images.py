@@ -144,6 +144,18 @@ def _pause(log: Path) -> None:
     run(["buildah", "commit", "--rm", container, PAUSE_IMAGE], log)
 
 
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def _trust_this_machine() -> list[str]:
+    """The machine's CA bundle, mounted read-only into the build's RUN steps (never into
+    an image layer): pip reaches PyPI through whatever this machine trusts, a TLS-
+    inspecting proxy's CA included."""
+    if not HOST_CA_BUNDLE.exists():
+        return []
+    return [f"--volume={HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
+
+
 def _dockerfile(dockerfile: str, image: str) -> Callable[[Path], None]:
     def build(log: Path) -> None:
         run(
@@ -155,6 +167,7 @@ def _dockerfile(dockerfile: str, image: str) -> Callable[[Path], None]:
                 "--network=host",
                 "--layers",
                 f"--build-arg=PYTHON_IMAGE={BASE_IMAGE}",
+                *_trust_this_machine(),
                 "-f",
                 dockerfile,
                 "-t",
