@@ -1,7 +1,7 @@
 """A real node on this machine: containerd, the kubelet, kube-proxy and CoreDNS as
 processes, running pods in real containers beside the control plane.
 
-The node has an address of its own on a dummy interface (pods cannot reach loopback),
+The node has an address of its own on an interface of its own (pods cannot reach loopback),
 where the API server, the kubelet and CoreDNS listen. Pods sit on a bridge with
 addresses from ``POD_SUBNET``; a guard chain drops anything they forward beyond the
 pod range, so pod traffic stays on this machine, and teardown puts IP forwarding back.
@@ -48,7 +48,8 @@ class NodeNetwork:
 
     def up(self) -> NodeNetwork:
         self.down()
-        _sh("ip", "link", "add", self.interface, "type", "dummy")
+        # A bridge with no ports: the kernel here has no dummy interfaces.
+        _sh("ip", "link", "add", self.interface, "type", "bridge")
         _sh("ip", "addr", "add", f"{self.address}/32", "dev", self.interface)
         _sh("ip", "link", "set", self.interface, "up")
         self._forwarding = IP_FORWARD.read_text().strip()
