@@ -4,7 +4,7 @@ VENV := .venv/bin
 # The local cluster tooling is not part of the distribution; it runs from the tree.
 DEVENV := PYTHONPATH=devenv
 
-.PHONY: setup test lint unit integration e2e bench demo cluster-up cluster-down cluster-status generate
+.PHONY: setup test test-realnode lint unit integration e2e bench demo cluster-up cluster-down cluster-status generate
 
 setup:
 	@bash hack/setup.sh
@@ -29,6 +29,12 @@ e2e: setup
 
 ## bench: the benchmarks (reaction, breadth, grace) and the fault suite at full length;
 ## they print their figures.
+## test-realnode: the real-node tests (containerd, kubelet; root and Debian's container packages).
+test-realnode: setup
+	PYTHONPATH=devenv $(VENV)/python -m stalk_devenv.binaries --node
+	PYTHONPATH=devenv $(VENV)/python -m stalk_devenv.images
+	$(VENV)/pytest -m realnode -p no:randomly tests/e2e/test_real_node.py
+
 bench: setup
 	$(VENV)/pytest -m bench -s -p no:randomly
 	STALK_FAULTS=full $(VENV)/pytest -s -p no:randomly tests/e2e/test_fault_suite.py

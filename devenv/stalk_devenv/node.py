@@ -24,7 +24,7 @@ import yaml
 from stalk_devenv import images, node_config
 from stalk_devenv.binaries import find_node_binaries
 from stalk_devenv.controlplane import ControlPlane
-from stalk_devenv.process import ManagedProcess
+from stalk_devenv.process import ManagedProcess, free_port
 
 NODE_ADDRESS = "10.77.0.1"
 NODE_INTERFACE = "stalk-node"
@@ -103,14 +103,25 @@ class RealNode:
         return self
 
     def stop(self) -> None:
+        """Everything the node made goes: processes, containers, kube-proxy's rules and
+        the mounts under its directory."""
         for name in ("coredns", "kube-proxy", "kubelet"):
             process = self.processes.pop(name, None)
             if process is not None:
                 process.stop(grace=10)
+                if name == "kube-proxy":
+                    _sh(str(self._bin / "kube-proxy"), "--cleanup", check=False)
         self._remove_pods()
         process = self.processes.pop("containerd", None)
         if process is not None:
             process.stop(grace=10)
+        self._unmount()
+
+    def _unmount(self) -> None:
+        root = str(self.workdir.resolve())
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+        for mount in sorted((m for m in mounts if m.startswith(root)), reverse=True):
+            _sh("umount", "-l", mount, check=False)
 
     # -- configuration ---------------------------------------------------------------
 
@@ -148,7 +159,9 @@ class RealNode:
             )
         )
         paths.kube_proxy_config.write_text(
-            node_config.kube_proxy(self._kubeconfigs["kube-proxy"], self.name, CLUSTER_CIDR)
+            node_config.kube_proxy(
+                self._kubeconfigs["kube-proxy"], self.name, CLUSTER_CIDR, free_port(), free_port()
+            )
         )
         paths.corefile.write_text(node_config.corefile(self.address, cp.kubeconfig))
         # The API server asks kubelets for logs and exec as this user.
@@ -220,9 +233,10 @@ class RealNode:
         ).start()
 
     def _start_coredns(self) -> None:
-        self._process(
+        process = self._process(
             "coredns", [str(self._bin / "coredns"), "-conf", str(self.paths.corefile)]
-        ).start()
+        )
+        process.start(ready=lambda: "CoreDNS-" in process.log_tail(), timeout=30)
 
     def _remove_pods(self) -> None:
         """Every container the node ran goes with it (containerd keeps them otherwise)."""

@@ -153,7 +153,9 @@ def kubelet(
     )
 
 
-def kube_proxy(kubeconfig: Path, node_name: str, cluster_cidr: str) -> str:
+def kube_proxy(
+    kubeconfig: Path, node_name: str, cluster_cidr: str, metrics_port: int, healthz_port: int
+) -> str:
     return json.dumps(
         {
             "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
@@ -171,8 +173,8 @@ def kube_proxy(kubeconfig: Path, node_name: str, cluster_cidr: str) -> str:
                 "tcpEstablishedTimeout": "0s",
                 "tcpCloseWaitTimeout": "0s",
             },
-            "metricsBindAddress": "0",
-            "healthzBindAddress": "",
+            "metricsBindAddress": f"127.0.0.1:{metrics_port}",
+            "healthzBindAddress": f"127.0.0.1:{healthz_port}",
         },
         indent=2,
     )

@@ -46,7 +46,9 @@ def test_the_kubelet_never_collects_images_it_could_not_pull_back():
 
 
 def test_kube_proxy_writes_no_conntrack_sysctls():
-    config = json.loads(node_config.kube_proxy(Path("/kp"), "stalk-node", "10.244.0.0/16"))
+    config = json.loads(
+        node_config.kube_proxy(Path("/kp"), "stalk-node", "10.244.0.0/16", 10249, 10256)
+    )
     assert config["mode"] == "iptables"
     assert config["conntrack"]["maxPerCore"] == 0
 
