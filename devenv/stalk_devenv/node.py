@@ -71,6 +71,17 @@ class NodeNetwork:
             self._forwarding = None
 
 
+def _remove_kubelet_chains() -> None:
+    """The kubelet's own iptables chains (a firewall for loopback, canaries), which no
+    kubelet flag cleans up."""
+    for table in ("filter", "mangle", "nat"):
+        for hook in ("INPUT", "OUTPUT"):
+            _sh("iptables", "-t", table, "-D", hook, "-j", "KUBE-FIREWALL", check=False)
+        for chain in ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"):
+            _sh("iptables", "-t", table, "-F", chain, check=False)
+            _sh("iptables", "-t", table, "-X", chain, check=False)
+
+
 @dataclass
 class RealNode:
     control_plane: ControlPlane
@@ -116,6 +127,7 @@ class RealNode:
         if process is not None:
             process.stop(grace=10)
         self._unmount()
+        _remove_kubelet_chains()
 
     def _unmount(self) -> None:
         root = str(self.workdir.resolve())
