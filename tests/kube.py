@@ -60,6 +60,13 @@ class Cluster:
     def wait_established(self, *crds: str) -> None:
         wait_established(lambda *args, check: self.kubectl(*args, check=check).stdout, names=crds)
 
+    def refusal(self, manifest: str) -> str:
+        """What the API server says to creating ``manifest`` (a server-side dry run)."""
+        created = self.kubectl(
+            "create", "--dry-run=server", "-f", "-", input_text=manifest, check=False
+        )
+        return created.stderr
+
     def create_secret(self, namespace: str, name: str, **data: str) -> None:
         self.kubectl(
             "create",

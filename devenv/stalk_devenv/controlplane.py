@@ -341,9 +341,13 @@ class ControlPlane:
         ).strip()
 
     def kubeconfig_for_token(self, token: str, path: Path) -> Path:
+        return self.kubeconfig_for("token", {"token": token}, path)
+
+    def kubeconfig_for(self, name: str, credentials: dict[str, str], path: Path) -> Path:
+        """This cluster's kubeconfig, as another user (a token, a client certificate)."""
         config = yaml.safe_load(self.kubeconfig.read_text())
-        config["users"] = [{"name": "token", "user": {"token": token}}]
-        config["contexts"][0]["context"]["user"] = "token"
+        config["users"] = [{"name": name, "user": credentials}]
+        config["contexts"][0]["context"]["user"] = name
         path.write_text(yaml.safe_dump(config))
         path.chmod(0o600)
         return path

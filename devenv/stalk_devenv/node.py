@@ -19,8 +19,6 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from stalk_devenv import images, node_config
 from stalk_devenv.binaries import find_node_binaries
 from stalk_devenv.controlplane import ControlPlane
@@ -187,15 +185,10 @@ class RealNode:
         )
 
     def _kubeconfig(self, name: str, cert: Path, key: Path) -> Path:
-        config = yaml.safe_load(self.control_plane.kubeconfig.read_text())
-        config["users"] = [
-            {"name": name, "user": {"client-certificate": str(cert), "client-key": str(key)}}
-        ]
-        config["contexts"][0]["context"]["user"] = name
-        path = self.workdir / f"{name}.kubeconfig"
-        path.write_text(yaml.safe_dump(config))
-        path.chmod(0o600)
-        return path
+        credentials = {"client-certificate": str(cert), "client-key": str(key)}
+        return self.control_plane.kubeconfig_for(
+            name, credentials, self.workdir / f"{name}.kubeconfig"
+        )
 
     # -- processes -------------------------------------------------------------------
 

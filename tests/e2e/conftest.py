@@ -103,13 +103,7 @@ def stalk_crds(cluster: Cluster) -> None:
         cluster.kubectl("apply", "-f", str(crd))
     cluster.wait_established("crd/taskqueues.stalk.dev")
     cluster.apply(prefixed(ADMISSION_POLICY))
-    wait_for_admission_policy(
-        lambda text: (
-            cluster.kubectl(
-                "create", "--dry-run=server", "-f", "-", input_text=text, check=False
-            ).stderr
-        )
-    )
+    wait_for_admission_policy(cluster.refusal)
 
 
 @pytest.fixture

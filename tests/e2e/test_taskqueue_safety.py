@@ -41,17 +41,9 @@ def warnings(cluster, namespace: str, reason: str) -> list[str]:
     return [e["message"] for e in listing["items"]]
 
 
-def dry_run(cluster):
-    return lambda text: (
-        cluster.kubectl(
-            "create", "--dry-run=server", "-f", "-", input_text=text, check=False
-        ).stderr
-    )
-
-
 def restore_policy(cluster) -> None:
     cluster.apply(prefixed(ADMISSION_POLICY))
-    wait_for_admission_policy(dry_run(cluster))
+    wait_for_admission_policy(cluster.refusal)
 
 
 def test_a_63_character_name_and_odd_queue_names_work_end_to_end(
