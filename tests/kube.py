@@ -46,12 +46,20 @@ class Cluster:
         input_text: str | None = None,
         check: bool = True,
         namespace: str | None = None,
+        timeout: float | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """``timeout`` (seconds) for commands that can hang, such as ``exec`` into a pod
+        that is going away; it raises ``subprocess.TimeoutExpired``."""
         argv = [self.kubectl_binary, f"--kubeconfig={self.kubeconfig}"]
         if namespace:
             argv.append(f"--namespace={namespace}")
         result = subprocess.run(
-            [*argv, *args], input=input_text, capture_output=True, text=True, check=False
+            [*argv, *args],
+            input=input_text,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
         )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
@@ -84,6 +92,72 @@ class Cluster:
         """One condition of a TaskQueue's status; empty when it is not there yet."""
         conditions = self.taskqueue_status(namespace, name).get("conditions", [])
         return next((c for c in conditions if c["type"] == kind), {})
+
+    def run_pod(self, name: str, image: str, command: list[str], **options: Any) -> tuple[str, str]:
+        """Run one container to completion; its phase and log."""
+        timeout = options.pop("timeout", 120)
+        self.start_pod(name, image, command, **options)
+        return self.finish_pod(name, options.get("namespace", "default"), timeout)
+
+    def start_pod(
+        self,
+        name: str,
+        image: str,
+        command: list[str],
+        namespace: str = "default",
+        env: list[dict[str, Any]] | None = None,
+        files: dict[str, str] | None = None,
+    ) -> None:
+        """Start one container on a real node, as the images' own user with a read-only
+        root filesystem; ``files`` are mounted under /files (from a ConfigMap)."""
+        volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+        mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+        if files:
+            self.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": f"{name}-files", "namespace": namespace},
+                    "data": files,
+                }
+            )
+            volumes.append({"name": "files", "configMap": {"name": f"{name}-files"}})
+            mounts.append({"name": "files", "mountPath": "/files"})
+        container = {
+            "name": "main",
+            "image": image,
+            "imagePullPolicy": "Never",
+            "command": command,
+            "env": env or [],
+            "securityContext": {
+                "readOnlyRootFilesystem": True,
+                "allowPrivilegeEscalation": False,
+                "runAsNonRoot": True,
+            },
+            "volumeMounts": mounts,
+        }
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "enableServiceLinks": False,
+                "containers": [container],
+                "volumes": volumes,
+            },
+        }
+        self.apply(pod)
+
+    def finish_pod(self, name: str, namespace: str, timeout: float) -> tuple[str, str]:
+        def phase() -> str:
+            found = self.get_json("pod", name, namespace=namespace)
+            return str(found.get("status", {}).get("phase", ""))
+
+        wait_for(lambda: phase() in ("Succeeded", "Failed"), timeout, f"pod {name} to finish")
+        log = self.kubectl("logs", name, namespace=namespace, check=False).stdout
+        return phase(), log
 
     def get_json(self, *args: str, namespace: str | None = None) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json", namespace=namespace).stdout)

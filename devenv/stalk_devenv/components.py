@@ -27,7 +27,6 @@ DISABLED_CONTROLLERS = (
     "cloud-node-lifecycle",
     "route",
     "service",
-    "persistentvolume-binder",
     "attachdetach",
     "persistentvolume-expander",
     "ephemeral-volume",

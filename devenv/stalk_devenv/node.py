@@ -85,7 +85,7 @@ class RealNode:
     control_plane: ControlPlane
     workdir: Path
     name: str = "stalk-node"
-    node_images: tuple[str, ...] = (images.PAUSE_IMAGE, images.WORKER_IMAGE, images.OPERATOR_IMAGE)
+    node_images: tuple[str, ...] = images.NODE_IMAGES
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
 
     @property
@@ -165,7 +165,7 @@ class RealNode:
                 client_ca=cp.ca_path,
                 serving_cert=serving.cert,
                 serving_key=serving.key,
-                dns=self.address,
+                address=self.address,
             )
         )
         paths.kube_proxy_config.write_text(

@@ -113,8 +113,10 @@ def cni_conflist(pod_subnet: str, bridge: str = "stalk0") -> str:
 
 
 def kubelet(
-    paths: NodePaths, *, client_ca: Path, serving_cert: Path, serving_key: Path, dns: str
+    paths: NodePaths, *, client_ca: Path, serving_cert: Path, serving_key: Path, address: str
 ) -> str:
+    """The kubelet listens on the node's address only (where the API server reaches it),
+    and points pods at CoreDNS on the same address."""
     return json.dumps(
         {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -129,7 +131,7 @@ def kubelet(
             },
             "authorization": {"mode": "Webhook"},
             "clusterDomain": CLUSTER_DOMAIN,
-            "clusterDNS": [dns],
+            "clusterDNS": [address],
             "resolvConf": "/etc/resolv.conf",
             "serverTLSBootstrap": False,
             "rotateCertificates": False,
@@ -145,6 +147,7 @@ def kubelet(
             },
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
+            "address": address,
             "port": 10250,
             "readOnlyPort": 0,
             "healthzPort": 0,

@@ -18,6 +18,7 @@ import pytest
 from kube import Cluster, require_binaries, wait_for
 from stalk_devenv.controlplane import ControlPlane
 from stalk_devenv.kubelet import ProcessKubelet
+from stalk_devenv.real_cluster import RealCluster, unavailable
 from stalk_devenv.stack import (
     ADMISSION_POLICY,
     CRDS,
@@ -46,6 +47,28 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield Cluster(control_plane.kubeconfig, control_plane.binary("kubectl"), control_plane)
     finally:
         control_plane.stop()
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    """A cluster whose one node runs pods in real containers (stalk_devenv.real_cluster),
+    started once per session beside the KWOK one."""
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    started = RealCluster(tmp_path_factory.mktemp("realnode"), api_extensions=CRDS).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def real_kube(real_cluster: RealCluster) -> Cluster:
+    """The real-node cluster as the tests' kubectl wrapper."""
+    assert real_cluster.control_plane is not None
+    control_plane = real_cluster.control_plane
+    return Cluster(control_plane.kubeconfig, control_plane.binary("kubectl"), control_plane)
 
 
 @pytest.fixture

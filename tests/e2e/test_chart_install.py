@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import urllib.error
-import urllib.request
 
 import pytest
+from http_probe import http_status
 from kube import wait_for
 from stalk_devenv.controlplane import REPO_ROOT
 from stalk_devenv.process import free_port
@@ -28,17 +27,6 @@ def helm(local_cluster, *args: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
-
-
-def http_status(url: str, auth: str | None = None) -> int:
-    request = urllib.request.Request(url)
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=2) as reply:
-            return int(reply.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
 
 
 def check_flower(cluster, namespace, kubelet, port):

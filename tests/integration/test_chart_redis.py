@@ -12,6 +12,7 @@ import contextlib
 import gc
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -92,6 +93,8 @@ class Node:
     host: str
     redis: ManagedProcess
     sentinel: ManagedProcess
+    hook_env: dict[str, str] = field(default_factory=dict)
+    """What the redis container's preStop hook sees."""
 
     def client(self, port: int) -> redis.Redis:
         return redis.Redis(
@@ -107,6 +110,7 @@ class RedisGroup:
     redis_port: int
     sentinel_port: int
     data_dirs: list[Path] = field(default_factory=list)
+    scripts: Path = Path()
 
     def redis(self, node: Node) -> redis.Redis:
         return node.client(self.redis_port)
@@ -228,8 +232,10 @@ def run_group(rendered: RenderedRedis, tmp_path: Path) -> Iterator[RedisGroup]:
             )
             for container in ("redis", "sentinel")
         }
-        nodes.append(Node(host, processes["redis"], processes["sentinel"]))
+        hook_env = {**rendered.env["redis"], **overrides, "LOCAL_HOST": host}
+        nodes.append(Node(host, processes["redis"], processes["sentinel"], hook_env))
     group = RedisGroup(nodes, redis_port, sentinel_port, data_dirs)
+    group.scripts = scripts
     try:
         yield group
     finally:
@@ -314,6 +320,66 @@ def test_master_killed_replica_promoted_and_old_master_rejoins(redis_group):
         pytest.fail(f"old master did not rejoin as a replica:\n{logs(redis_group)}")
     assert redis_group.role(old)["role"] == "slave"
     assert "starting as replica of " + new_master in old.redis.log_path.read_text()
+
+
+def run_prestop(group: RedisGroup, node: Node) -> subprocess.CompletedProcess[str]:
+    script = str(group.scripts / "redis-prestop.sh")
+    return subprocess.run(
+        ["sh", script], env=node.hook_env, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_stopping_master_hands_over_before_it_stops(redis_group):
+    """The redis container's preStop: a deleted master pod promotes a replica at once,
+    rather than after the Sentinels' down-after-milliseconds, and no write a client saw
+    acknowledged is lost on the way."""
+    start_all_at_once(redis_group)
+    wait_until(redis_group.healthy, 30, "the group to settle")
+    old = redis_group.nodes[0]
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        """An application through the Sentinels, retrying what fails."""
+        with connect(redis_group.endpoint()) as client:
+            for n in range(100_000):
+                if stop.is_set():
+                    return
+                while not stop.is_set():
+                    try:
+                        client.rpush("writes", f"w{n}")
+                        acknowledged.append(f"w{n}")
+                        break
+                    except redis.RedisError:
+                        time.sleep(0.05)
+                time.sleep(0.005)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    time.sleep(1)
+    started = time.monotonic()
+    hook = run_prestop(redis_group, old)
+    took = time.monotonic() - started
+    time.sleep(1)
+    stop.set()
+    writer.join(10)
+    print(f"\nhandover: preStop returned in {took:.1f}s ({hook.stderr.strip()})")
+    assert hook.returncode == 0 and "handed over" in hook.stderr, hook.stderr
+    assert redis_group.role(old)["role"] == "slave"
+    wait_until(lambda: len(redis_group.sentinel_view()) == 1, 10, "the Sentinels to agree")
+    (new_master,) = redis_group.sentinel_view()
+    assert new_master != old.host and redis_group.masters() == [new_master]
+    assert took < DOWN_AFTER_MS / 1000 + 1, "about as fast as the Sentinels' own timeout"
+    new = next(n for n in redis_group.nodes if n.host == new_master)
+    kept = set(redis_group.redis(new).lrange("writes", 0, -1))
+    missing = [w for w in acknowledged if w not in kept]
+    assert len(acknowledged) > 100 and missing == [], f"{len(missing)} acknowledged writes lost"
+
+    # A replica's hook does nothing.
+    replica = next(n for n in redis_group.nodes if n.host != new_master)
+    quiet = run_prestop(redis_group, replica)
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+    assert redis_group.sentinel_view() == {new_master}
 
 
 def test_sentinels_restarting_alone_follow_the_running_master(redis_group):

@@ -36,13 +36,13 @@ def test_the_kubelet_never_collects_images_it_could_not_pull_back():
             client_ca=Path("/ca.crt"),
             serving_cert=Path("/k.crt"),
             serving_key=Path("/k.key"),
-            dns="10.77.0.1",
+            address="10.77.0.1",
         )
     )
     assert config["imageGCHighThresholdPercent"] == 100
     assert (config["cgroupDriver"], config["failCgroupV1"]) == ("cgroupfs", False)
     assert config["authentication"]["anonymous"]["enabled"] is False
-    assert config["clusterDNS"] == ["10.77.0.1"]
+    assert (config["clusterDNS"], config["address"]) == (["10.77.0.1"], "10.77.0.1")
 
 
 def test_kube_proxy_writes_no_conntrack_sysctls():

@@ -15,7 +15,8 @@
 # address (bitnami/charts#7283).
 #
 # Environment: REDIS_NODES (every node's hostname, first one first), MY_HOST, REDIS_PORT,
-# SENTINEL_PORT, MASTER_NAME, REDIS_PASSWORD (empty: no auth).
+# SENTINEL_PORT, MASTER_NAME, REDIS_PASSWORD (empty: no auth), LOCAL_HOST (where this
+# pod's own containers answer; localhost).
 
 set -eu
 
@@ -23,6 +24,7 @@ set -eu
 : "${SENTINEL_PORT:=26379}"
 : "${MASTER_NAME:=mymaster}"
 : "${REDIS_PASSWORD:=}"
+: "${LOCAL_HOST:=localhost}"
 
 log() {
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) [$(basename "$0")] $*" >&2

@@ -10,7 +10,7 @@ case "$1" in
     sentinel) port=$SENTINEL_PORT ;;
     *) echo "usage: probe.sh redis|sentinel ready|alive" >&2; exit 2 ;;
 esac
-reply=$(ask localhost "$port" PING) || exit 1
+reply=$(ask "$LOCAL_HOST" "$port" PING) || exit 1
 case "$2:$reply" in
     *:PONG) exit 0 ;;
     alive:LOADING* | alive:MASTERDOWN*) exit 0 ;;

@@ -1,0 +1,82 @@
+"""An application inside the cluster: runs in a pod of the worker image with the chart's
+broker settings, sends ``stalk_worker.tasks.canvas.sleep`` tasks to a queue, and waits
+for every task whose publish was confirmed to finish.
+
+A publish that fails (the master is gone mid-failover) is retried with the same task id
+until it is confirmed, as an application with retries would. The last line of the log is
+a JSON summary: confirmed ids that never finished are ``lost``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+
+from stalk_worker.app import app
+
+TASK = "stalk_worker.tasks.canvas.sleep"
+
+
+def send(queue: str, count: int, rate: float, seconds: float) -> tuple[list[str], int]:
+    confirmed: list[str] = []
+    failed_publishes = 0
+    started = time.monotonic()
+    for index in range(count):
+        task_id = str(uuid.uuid4())
+        while True:
+            try:
+                app.send_task(TASK, args=(seconds, f"t{index}"), queue=queue, task_id=task_id)
+                break
+            except Exception as exc:  # the broker is failing over: retry, same id
+                failed_publishes += 1
+                print(f"publish failed, retrying: {type(exc).__name__}", flush=True)
+                time.sleep(0.5)
+        confirmed.append(task_id)
+        if rate > 0:
+            time.sleep(max(0.0, started + (index + 1) / rate - time.monotonic()))
+    return confirmed, failed_publishes
+
+
+def wait(task_ids: list[str], timeout: float) -> list[str]:
+    """The ids that did not finish within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    pending = list(task_ids)
+    while pending and time.monotonic() < deadline:
+        try:
+            app.AsyncResult(pending[0]).get(timeout=max(1.0, deadline - time.monotonic()))
+            pending.pop(0)
+        except Exception as exc:  # a timeout, or the backend failing over: look again
+            print(f"waiting: {type(exc).__name__}", flush=True)
+            time.sleep(0.5)
+    return pending
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--rate", type=float, default=0.0, help="tasks/s; 0: all at once")
+    parser.add_argument("--seconds", type=float, default=1.0, help="each task's duration")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    args = parser.parse_args()
+    started = time.time()
+    confirmed, failed_publishes = send(args.queue, args.count, args.rate, args.seconds)
+    sent = time.time()
+    lost = wait(confirmed, args.timeout)
+    summary = {
+        "confirmed": len(confirmed),
+        "failed_publishes": failed_publishes,
+        "lost": lost,
+        "started": started,
+        "sent": sent,
+        "finished": time.time(),
+    }
+    print(json.dumps(summary), flush=True)
+    return 0 if not lost else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

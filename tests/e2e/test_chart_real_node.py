@@ -1,0 +1,242 @@
+"""``helm install`` of the chart, with its defaults, on a real node: the bundled Redis
+StatefulSet with its Sentinels finding each other through cluster DNS, the operator, beat
+and Flower in containers, and worker pods that autoscale. Only the image names differ
+from the defaults (nothing can be pulled here; the images are built from the
+repository's Dockerfiles)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from http_probe import http_status
+from kube import Cluster, ReplicaWatch, wait_for
+from stalk_devenv import images
+from stalk_devenv.controlplane import REPO_ROOT
+from stalk_devenv.real_cluster import chart_values
+
+pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
+
+CHART = REPO_ROOT / "charts" / "stalk"
+NAMESPACE = "stalk"
+PRODUCER = Path(__file__).with_name("producer.py")
+
+
+def helm(kube: Cluster, *args: str) -> str:
+    assert kube.control_plane is not None
+    result = subprocess.run(
+        [kube.control_plane.binary("helm"), f"--kubeconfig={kube.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def release(real_kube: Cluster) -> Iterator[str]:
+    real_kube.kubectl("create", "namespace", NAMESPACE)
+    started = time.monotonic()
+    helm(
+        real_kube,
+        "install",
+        "stalk",
+        str(CHART),
+        f"--namespace={NAMESPACE}",
+        *chart_values(),
+        "--set=taskQueues[0].name=jobs",
+        "--set=taskQueues[0].queues={jobs}",
+        "--set=taskQueues[0].scaling.maxReplicas=4",
+        "--set=helmTest.queue=jobs",
+        "--wait",
+        "--timeout=5m",
+    )
+    print(f"\nhelm install --wait on the real node: {time.monotonic() - started:.1f}s")
+    yield NAMESPACE
+    helm(real_kube, "uninstall", "stalk", f"--namespace={NAMESPACE}", "--wait", "--timeout=2m")
+
+
+def pods(kube: Cluster, selector: str) -> list[dict[str, Any]]:
+    return list(kube.get_json("pods", "-l", selector, namespace=NAMESPACE)["items"])
+
+
+def component_pod(kube: Cluster, component: str) -> dict[str, Any]:
+    found = pods(kube, f"app.kubernetes.io/component={component}")
+    assert len(found) == 1, f"one {component} pod: {[p['metadata']['name'] for p in found]}"
+    return found[0]
+
+
+def redis_cli(kube: Cluster, pod: str, container: str, *command: str) -> str:
+    """redis-cli inside a Redis pod, with the password from that container's own env."""
+    port = "26379" if container == "sentinel" else "6379"
+    script = f'REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli --no-auth-warning -p {port} "$@"'
+    try:
+        result = kube.kubectl(
+            "exec",
+            pod,
+            "-c",
+            container,
+            "--",
+            "sh",
+            "-c",
+            script,
+            "redis-cli",
+            *command,
+            namespace=NAMESPACE,
+            check=False,
+            timeout=15,
+        )
+    except subprocess.TimeoutExpired:  # the pod is going away
+        return ""
+    return result.stdout.strip()
+
+
+def master_name(kube: Cluster, asking: str) -> str:
+    """The master's hostname, as the Sentinel in pod ``asking`` reports it."""
+    reply = redis_cli(kube, asking, "sentinel", "SENTINEL", "get-master-addr-by-name", "mymaster")
+    return reply.splitlines()[0] if reply else ""
+
+
+def broker_env(kube: Cluster) -> list[dict[str, Any]]:
+    """The chart's broker settings, as beat gets them (the worker app reads the same)."""
+    beat = kube.get_json("deployment", "stalk-beat", namespace=NAMESPACE)
+    env = beat["spec"]["template"]["spec"]["containers"][0]["env"]
+    return [item for item in env if item["name"].startswith("STALK_")]
+
+
+def produce(kube: Cluster, name: str, *args: str) -> None:
+    kube.start_pod(
+        name,
+        images.WORKER_IMAGE,
+        ["python", "/files/producer.py", *args],
+        namespace=NAMESPACE,
+        env=broker_env(kube),
+        files={"producer.py": PRODUCER.read_text()},
+    )
+
+
+def produced(kube: Cluster, name: str, timeout: float) -> dict[str, Any]:
+    phase, log = kube.finish_pod(name, NAMESPACE, timeout)
+    summary = json.loads(log.strip().splitlines()[-1])
+    assert phase == "Succeeded" and summary["lost"] == [], log[-2000:]
+    return dict(summary)
+
+
+def test_the_chart_runs_in_real_containers(real_kube: Cluster, release: str):
+    every = pods(real_kube, "app.kubernetes.io/instance=stalk")
+    assert {p["status"]["phase"] for p in every} == {"Running"}
+    for pod in every:
+        for status in pod["status"]["containerStatuses"]:
+            assert status["containerID"].startswith("containerd://"), pod["metadata"]["name"]
+    claims = real_kube.get_json("pvc", namespace=NAMESPACE)["items"]
+    assert sorted(c["status"]["phase"] for c in claims) == ["Bound"] * 3
+
+    # The Sentinels agree on a master named by its stable DNS name, with two replicas.
+    redis = sorted(
+        p["metadata"]["name"] for p in pods(real_kube, "app.kubernetes.io/component=redis")
+    )
+    masters = {master_name(real_kube, pod) for pod in redis}
+    assert len(masters) == 1 and masters.pop().endswith(".svc.cluster.local")
+    replication = redis_cli(real_kube, redis[0], "redis", "INFO", "replication")
+    role = "master" if "role:master" in replication else "replica"
+    if role == "master":
+        assert "connected_slaves:2" in replication
+
+    # The operator image serves its probes and metrics; Flower asks for its password.
+    operator_ip = component_pod(real_kube, "operator")["status"]["podIP"]
+    assert http_status(f"http://{operator_ip}:8081/healthz") == 200
+    with urllib.request.urlopen(f"http://{operator_ip}:8080/metrics", timeout=5) as reply:
+        assert b"stalk_taskqueue_desired_replicas{" in reply.read()
+    flower_ip = component_pod(real_kube, "flower")["status"]["podIP"]
+    assert http_status(f"http://{flower_ip}:5555/") == 401
+
+
+def test_helm_test_passes(real_kube: Cluster, release: str):
+    tested = helm(real_kube, "test", "stalk", f"--namespace={NAMESPACE}", "--timeout=2m")
+    assert "Phase:          Succeeded" in tested, tested
+
+
+def test_worker_containers_autoscale_on_a_burst(real_kube: Cluster, release: str):
+    watch = ReplicaWatch(real_kube.kubeconfig, NAMESPACE, "jobs")
+    produce(real_kube, "burst", "--queue=jobs", "--count=40", "--seconds=2")
+    summary = produced(real_kube, "burst", timeout=240)
+    print(
+        f"\n40 x 2 s tasks: all done {summary['finished'] - summary['started']:.1f}s after the "
+        f"first send, replicas seen {sorted(set(watch.values))}"
+    )
+    assert max(watch.values) >= 3, f"the burst scaled the workers out: {watch.values}"
+    running = pods(real_kube, "app.kubernetes.io/managed-by=stalk-operator")
+    assert all(
+        s["containerID"].startswith("containerd://")
+        for p in running
+        for s in p["status"].get("containerStatuses", [])
+    )
+
+
+def test_redis_master_pod_deleted_under_a_steady_flow(real_kube: Cluster, release: str):
+    """The Sentinels fail over, the StatefulSet brings the pod back as a replica, no
+    confirmed task is lost, and the operator goes on scaling from the new master."""
+    redis = sorted(
+        p["metadata"]["name"] for p in pods(real_kube, "app.kubernetes.io/component=redis")
+    )
+    old_master = master_name(real_kube, redis[0])
+    deleted = old_master.split(".")[0]
+    survivor = next(pod for pod in redis if pod != deleted)
+    real_kube.apply(
+        {
+            "apiVersion": "stalk.dev/v1alpha1",
+            "kind": "TaskQueue",
+            "metadata": {"name": "late", "namespace": NAMESPACE},
+            "spec": {"queues": ["late"], "scaling": {"minReplicas": 0, "maxReplicas": 2}},
+        }
+    )
+    late = ReplicaWatch(real_kube.kubeconfig, NAMESPACE, "late")
+    produce(real_kube, "flow", "--queue=jobs", "--count=150", "--rate=5", "--seconds=0.2")
+    wait_for(
+        lambda: (
+            real_kube.get_json("pod", "flow", namespace=NAMESPACE)["status"].get("phase")
+            == "Running"
+        ),
+        60,
+        "the producer to start",
+    )
+    time.sleep(8)  # the flow is steady
+
+    deleted_at = time.monotonic()
+    real_kube.kubectl("delete", "pod", deleted, "--wait=false", namespace=NAMESPACE)
+    wait_for(
+        lambda: master_name(real_kube, survivor) not in ("", old_master),
+        90,
+        "the Sentinels to promote a replica",
+        interval=0.2,
+    )
+    switch = time.monotonic() - deleted_at
+    summary = produced(real_kube, "flow", timeout=300)
+
+    def back_as_replica() -> bool:
+        pod = real_kube.get_json("pod", deleted, namespace=NAMESPACE)
+        statuses = pod.get("status", {}).get("containerStatuses", [])
+        ready = bool(statuses) and all(s["ready"] for s in statuses)
+        return ready and "role:slave" in redis_cli(
+            real_kube, deleted, "redis", "INFO", "replication"
+        )
+
+    wait_for(back_as_replica, 120, f"{deleted} to come back as a replica", interval=1)
+    back = time.monotonic() - deleted_at
+
+    # Tasks sent after the failover start workers for a TaskQueue at zero.
+    produce(real_kube, "after", "--queue=late", "--count=6", "--seconds=1")
+    produced(real_kube, "after", timeout=240)
+    assert max(late.values) >= 1, f"the operator scaled late up: {late.values}"
+    print(
+        f"\nmaster pod {deleted} deleted under 5 tasks/s: new master in {switch:.1f}s, "
+        f"the pod back as a replica in {back:.1f}s; {summary['confirmed']} tasks confirmed, "
+        f"{summary['failed_publishes']} publishes retried, 0 lost"
+    )
