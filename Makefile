@@ -9,9 +9,11 @@ DEVENV := PYTHONPATH=devenv
 setup:
 	@bash hack/setup.sh
 
-## test: everything CI runs: set-up, lint, type check, every test.
+## test: everything CI runs: set-up, lint, type check, every test; the real-node tests
+## (pods in containers) last, on their own, so their load never meets the timed tests.
 test: setup lint
 	$(VENV)/pytest
+	$(VENV)/pytest -m realnode -p no:randomly tests/e2e
 
 lint:
 	$(VENV)/ruff check .
@@ -29,11 +31,9 @@ e2e: setup
 
 ## bench: the benchmarks (reaction, breadth, grace) and the fault suite at full length;
 ## they print their figures.
-## test-realnode: the real-node tests (containerd, kubelet; root and Debian's container packages).
+## test-realnode: only the real-node tests (containerd, kubelet; root and Debian's container packages).
 test-realnode: setup
-	PYTHONPATH=devenv $(VENV)/python -m stalk_devenv.binaries --node
-	PYTHONPATH=devenv $(VENV)/python -m stalk_devenv.images
-	$(VENV)/pytest -m realnode -p no:randomly tests/e2e/test_real_node.py
+	$(VENV)/pytest -m realnode -p no:randomly tests/e2e
 
 bench: setup
 	$(VENV)/pytest -m bench -s -p no:randomly

@@ -37,3 +37,37 @@ if command -v go >/dev/null; then
 else
   log "no Go toolchain: the e2e tests will be skipped (they need the control plane)"
 fi
+
+# 4. A real node (the container tests and the demo's real mode): Debian's containerd,
+#    runc, CNI plugins, buildah and debootstrap, the node's binaries (kubelet, kube-proxy,
+#    CoreDNS, crictl) from Go modules, and the images built from the Dockerfiles. Needs
+#    root; without it the container tests skip and say so.
+container_packages=(containerd runc containernetworking-plugins buildah debootstrap iptables
+  conntrack gcc libc6-dev)
+if [[ $(id -u) -ne 0 ]]; then
+  log "not root: no real node here (the container tests will skip and say why)"
+elif ! command -v go >/dev/null; then
+  log "no Go toolchain: no real node here"
+else
+  missing=()
+  for package in "${container_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" ||
+      missing+=("$package")
+  done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    # Nothing starts on install: the devenv runs containerd itself, with its own config.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=""
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+    [[ -n $created_policy ]] && rm -f "$policy"
+  fi
+  node_bin_dir=$(PYTHONPATH=devenv .venv/bin/python -m stalk_devenv.binaries --node)
+  log "real node binaries: $node_bin_dir"
+  PYTHONPATH=devenv .venv/bin/python -m stalk_devenv.images
+fi

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 
+from celery.states import READY_STATES
 from stalk_worker.app import app
 
 TASK = "stalk_worker.tasks.canvas.sleep"
@@ -41,16 +42,19 @@ def send(queue: str, count: int, rate: float, seconds: float) -> tuple[list[str]
 
 
 def wait(task_ids: list[str], timeout: float) -> list[str]:
-    """The ids that did not finish within ``timeout``."""
+    """The ids that did not finish within ``timeout``. Reads each result's key rather than
+    waiting on pub/sub: a subscription can be left on a master that became a replica."""
     deadline = time.monotonic() + timeout
     pending = list(task_ids)
     while pending and time.monotonic() < deadline:
         try:
-            app.AsyncResult(pending[0]).get(timeout=max(1.0, deadline - time.monotonic()))
-            pending.pop(0)
-        except Exception as exc:  # a timeout, or the backend failing over: look again
+            states = {task_id: app.backend.get_task_meta(task_id)["status"] for task_id in pending}
+        except Exception as exc:  # the backend failing over: look again
             print(f"waiting: {type(exc).__name__}", flush=True)
             time.sleep(0.5)
+            continue
+        pending = [task_id for task_id in pending if states[task_id] not in READY_STATES]
+        time.sleep(0.5)
     return pending
 
 
