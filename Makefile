@@ -13,7 +13,7 @@ setup:
 ## (pods in containers) last, on their own, so their load never meets the timed tests.
 test: setup lint
 	$(VENV)/pytest
-	$(VENV)/pytest -m realnode -p no:randomly tests/e2e
+	$(VENV)/pytest -m 'realnode and not bench' -p no:randomly tests/e2e
 
 lint:
 	$(VENV)/ruff check .
@@ -33,7 +33,7 @@ e2e: setup
 ## they print their figures.
 ## test-realnode: only the real-node tests (containerd, kubelet; root and Debian's container packages).
 test-realnode: setup
-	$(VENV)/pytest -m realnode -p no:randomly tests/e2e
+	$(VENV)/pytest -m 'realnode and not bench' -p no:randomly tests/e2e
 
 bench: setup
 	$(VENV)/pytest -m bench -s -p no:randomly
