@@ -17,6 +17,7 @@ from chart import find, helm_binary, render
 from stalk_agent.beat import parse_schedule
 from stalk_config import SettingsError
 from stalk_devenv.process import ManagedProcess, wait_until
+from stalk_devenv.redis import RedisServer
 
 PERIODS = {"every-2s": 2, "every-3s": 3}
 MAX_LOOP = 1  # the lock lasts 5 s, so the takeover test stays short
@@ -226,3 +227,28 @@ def test_schedule_entries_become_celery_entries():
     assert entry["task"] == "t" and entry["kwargs"] == {"x": 1}
     assert entry["options"] == {"queue": "reports"}
     assert entry["schedule"].hour == {3} and entry["schedule"].day_of_week == {1}
+
+
+def test_a_beat_started_before_its_broker_waits_for_it(beat_pod, tmp_path):
+    """A fresh install starts beat while Redis is still coming up: beat waits, then fires,
+    rather than exiting into CrashLoopBackOff."""
+    command, env = beat_pod
+    server = RedisServer(tmp_path / "redis", password="later")
+    env.update(STALK_BROKER_URL=server.url, STALK_REDIS_PASSWORD="later", STALK_SENTINEL_MASTER="")
+    beat = ManagedProcess(
+        "beat", [sys.executable, "-m", *command], tmp_path, env={**os.environ, **env}
+    )
+    beat.start()
+    try:
+        wait_until(lambda: "does not answer yet" in beat.log_tail(50), 30, "beat to wait")
+        time.sleep(3)
+        assert beat.running(), f"beat exited without its broker:\n{beat.log_tail(30)}"
+        server.start()
+        try:
+            client = server.client()
+            wait_until(lambda: client.llen("every-2s") >= 1, 40, "beat to fire once Redis is up")
+            assert beat.running()
+        finally:
+            server.stop()
+    finally:
+        beat.stop(grace=5)

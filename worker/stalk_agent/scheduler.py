@@ -2,30 +2,59 @@
 the broker its Stalk release declares, the schedule from the chart's values besides the
 app's own, and a celery-redbeat lock so that a second beat never fires an entry twice.
 
-Everything is applied when Celery builds the scheduler, before beat connects. Needs
+Everything is applied when Celery builds the scheduler, before beat connects. A beat that
+starts before its Redis (a fresh install: the StatefulSet is still electing its master)
+waits for it, rather than exiting into CrashLoopBackOff and its growing back-off. Needs
 celery-redbeat: in the image, or injected with the agent (``install --beat``).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
+import redis
 from celery import Celery
 from redbeat import RedBeatScheduler
+from stalk_broker.endpoint import BrokerEndpoint, connect
 
 from stalk_agent.beat import BeatSettings
 from stalk_agent.configure import apply_broker
 from stalk_agent.settings import AgentSettings
 
+logger = logging.getLogger(__name__)
+BROKER_RETRY_MAX_SECONDS = 10.0
+
 
 class Scheduler(RedBeatScheduler):  # type: ignore[misc]
     def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
-        configure(app)
+        wait_for_broker(configure(app))
         super().__init__(app, *args, **kwargs)
 
 
-def configure(app: Celery) -> None:
-    apply_broker(app, AgentSettings.from_environ())
+def wait_for_broker(endpoint: BrokerEndpoint) -> None:
+    delay = 1.0
+    while True:
+        try:
+            with connect(endpoint) as client:
+                client.ping()
+            return
+        except redis.RedisError as exc:
+            logger.warning(
+                "beat: the broker does not answer yet (%s); trying again in %.0fs",
+                type(exc).__name__,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, BROKER_RETRY_MAX_SECONDS)
+
+
+def configure(app: Celery) -> BrokerEndpoint:
+    """Apply the release's broker and schedule to ``app``; returns the broker."""
+    settings = AgentSettings.from_environ()
+    apply_broker(app, settings)
     beat = BeatSettings.from_environ().beat_config()
     schedule = {**(app.conf.beat_schedule or {}), **beat.pop("beat_schedule")}
     app.conf.update(beat, beat_schedule=schedule)
+    return settings.broker()

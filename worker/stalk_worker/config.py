@@ -14,12 +14,16 @@ Why each default:
   stays in the lists where the autoscaler (and other workers) can see it.
 * One visibility timeout for broker and result backend, longer than the hard time limit,
   so Redis never redelivers a task that is still running.
+* Broker sockets time out and keep alive (``stalk_broker.endpoint.CELERY_SOCKET_OPTIONS``):
+  a Redis pod's address can vanish without closing the connection.
 * JSON only: no pickle from a shared broker.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from stalk_broker.endpoint import CELERY_SOCKET_OPTIONS
 
 from stalk_worker.routing import DEFAULT_QUEUE, route_task
 from stalk_worker.settings import WorkerSettings
@@ -42,6 +46,7 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "visibility_timeout": settings.visibility_timeout_seconds,
         "priority_steps": list(settings.priority_steps),
         "queue_order_strategy": "priority",
+        **CELERY_SOCKET_OPTIONS,
         **broker.celery_transport_options(),
     }
     backend_options: dict[str, Any] = {
