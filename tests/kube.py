@@ -106,23 +106,11 @@ class Cluster:
         command: list[str],
         namespace: str = "default",
         env: list[dict[str, Any]] | None = None,
-        files: dict[str, str] | None = None,
     ) -> None:
         """Start one container on a real node, as the images' own user with a read-only
-        root filesystem; ``files`` are mounted under /files (from a ConfigMap)."""
+        root filesystem."""
         volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
         mounts = [{"name": "tmp", "mountPath": "/tmp"}]
-        if files:
-            self.apply(
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": f"{name}-files", "namespace": namespace},
-                    "data": files,
-                }
-            )
-            volumes.append({"name": "files", "configMap": {"name": f"{name}-files"}})
-            mounts.append({"name": "files", "mountPath": "/files"})
         container = {
             "name": "main",
             "image": image,

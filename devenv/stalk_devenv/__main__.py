@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from stalk_devenv import demo
+from stalk_devenv import demo, demo_containers, real_cluster
 from stalk_devenv.binaries import find_binaries
 from stalk_devenv.controlplane import ControlPlane
 
@@ -90,6 +90,18 @@ def status(args: argparse.Namespace) -> int:
     return 0 if all(alive.values()) else 1
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    mode = args.mode
+    if mode == "auto":
+        reason = real_cluster.unavailable()
+        mode = "containers" if reason is None else "processes"
+        if reason is not None:
+            print(f"mode: processes ({reason})", flush=True)
+    if mode == "containers":
+        return demo.main(demo_containers.run)
+    return demo.main(demo.run)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stalk_devenv", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,9 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     start.set_defaults(run=up)
     commands.add_parser("down", help="stop it").set_defaults(run=down)
     commands.add_parser("status", help="show its processes").set_defaults(run=status)
-    commands.add_parser(
+    demo_command = commands.add_parser(
         "demo", help="the whole stack autoscaling real workers under a burst of tasks"
-    ).set_defaults(run=lambda _: demo.main())
+    )
+    demo_command.add_argument(
+        "--mode",
+        choices=("auto", "containers", "processes"),
+        default=os.environ.get("STALK_DEMO_MODE", "auto"),
+        help="real containers on a real node, or the release's pods as local processes; "
+        "auto: containers wherever this machine can run them",
+    )
+    demo_command.set_defaults(run=run_demo)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

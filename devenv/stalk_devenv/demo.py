@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,15 +64,19 @@ class Stack:
     flower_port: int
 
     def helm(self, *args: str) -> str:
-        result = subprocess.run(
-            [self.cluster.binary("helm"), f"--kubeconfig={self.cluster.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"helm {args[0]} failed: {result.stderr.strip()}")
-        return result.stdout
+        return helm(self.cluster, *args)
+
+
+def helm(cluster: ControlPlane, *args: str) -> str:
+    result = subprocess.run(
+        [cluster.binary("helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"helm {args[0]} failed: {result.stderr.strip()}")
+    return result.stdout
 
 
 def chart_values(redis: RedisServer, flower_port: int) -> list[str]:
@@ -163,7 +167,83 @@ def table(cluster: ControlPlane) -> list[dict[str, Any]]:
     return rows
 
 
+def watch_burst(
+    cluster: ControlPlane, minimum: dict[str, int], burst_at: float, done: Callable[[], bool]
+) -> tuple[dict[str, int], dict[str, float]] | None:
+    """Print backlog, in-flight and replicas per TaskQueue as they change, until every
+    task is ``done`` and every TaskQueue is back to its minimum; the peak replicas and
+    when each first scaled up, or ``None`` on a timeout."""
+    say(f"{'time':>5}  " + "  ".join(f"{n:>30}" for n in BURST))
+    say(f"{'':>5}  " + "  ".join(f"{'backlog in-flight want ready':>30}" for _ in BURST))
+    peak = dict.fromkeys(BURST, 0)
+    first_scale: dict[str, float] = {}
+    last_line, last_print = "", 0.0
+    while True:
+        rows = {r["name"]: r for r in table(cluster)}
+        elapsed = time.monotonic() - burst_at
+        cells = []
+        for name in BURST:
+            row = rows.get(name, {"backlog": 0, "in_flight": 0, "desired": 0, "ready": 0})
+            peak[name] = max(peak[name], row["desired"])
+            if row["desired"] > minimum.get(name, 0) and name not in first_scale:
+                first_scale[name] = elapsed
+            cells.append(
+                f"{row['backlog']:>8} {row['in_flight']:>9} "
+                f"{row['desired']:>4} {row['ready']:>5}".rjust(30)
+            )
+        line = "  ".join(cells)
+        # A line when something changed, or every 15 s while waiting out a window.
+        if line != last_line or elapsed - last_print >= 15:
+            say(f"{elapsed:>4.0f}s  {line}")
+            last_line, last_print = line, elapsed
+        if done() and all(rows.get(n, {}).get("desired", -1) == minimum.get(n, 0) for n in BURST):
+            return peak, first_scale
+        if elapsed > TIMEOUT_SECONDS:
+            say(f"giving up after {TIMEOUT_SECONDS} s")
+            return None
+        time.sleep(1)
+
+
+def minimum_replicas(cluster: ControlPlane) -> dict[str, int]:
+    found = json.loads(cluster.kubectl("get", "tq", "-o", "json", f"--namespace={NAMESPACE}"))
+    return {i["metadata"]["name"]: i["spec"]["scaling"]["minReplicas"] for i in found["items"]}
+
+
+def scale_events(cluster: ControlPlane) -> int:
+    events = cluster.kubectl(
+        "get",
+        "events",
+        f"--namespace={NAMESPACE}",
+        "--field-selector",
+        "involvedObject.kind=TaskQueue",
+        "-o",
+        "json",
+    )
+    reasons = [e["reason"] for e in json.loads(events)["items"]]
+    return sum(1 for reason in reasons if reason in ("ScaledUp", "ScaledDown"))
+
+
+def say_audit(leaked: list[str], logs_read: int) -> None:
+    found = ", ".join(leaked) if leaked else "none"
+    say(
+        "  Redis and Flower passwords in logs, TaskQueue statuses and Events: "
+        f"{found} ({logs_read} logs read)"
+    )
+
+
+def say_scaling(
+    peak: dict[str, int], first_scale: dict[str, float], minimum: dict[str, int]
+) -> None:
+    for name in BURST:
+        say(
+            f"  {name}: scaled up {first_scale.get(name, float('nan')):.1f}s after the "
+            f"burst (as read every second), peak {peak[name]} replicas, "
+            f"back to {minimum.get(name, 0)} at the end"
+        )
+
+
 def run(workdir: Path) -> int:
+    say("mode: processes (the release's pods run as local processes; Redis on loopback)")
     with stack(workdir) as st:
         wait_until(
             lambda: len(st.release.running_pods()) >= 3,  # operator, Flower, beat
@@ -198,12 +278,7 @@ def run(workdir: Path) -> int:
         from stalk_worker.app import create_app
 
         app = create_app()
-        minimum = {
-            item["metadata"]["name"]: item["spec"]["scaling"]["minReplicas"]
-            for item in json.loads(
-                st.cluster.kubectl("get", "tq", "-o", "json", f"--namespace={NAMESPACE}")
-            )["items"]
-        }
+        minimum = minimum_replicas(st.cluster)
         results = []
         burst_at = time.monotonic()
         for name, (queue, seconds, count) in BURST.items():
@@ -218,53 +293,15 @@ def run(workdir: Path) -> int:
                 )
         sent = len(results)
         say(f"sent {sent} tasks at priorities 0-9 (kombu spreads them over 4 lists per queue)")
-        say(f"{'time':>5}  " + "  ".join(f"{n:>30}" for n in BURST))
-        say(f"{'':>5}  " + "  ".join(f"{'backlog in-flight want ready':>30}" for _ in BURST))
-        peak = dict.fromkeys(BURST, 0)
-        first_scale: dict[str, float] = {}
-        last_line, last_print = "", 0.0
-        while True:
-            rows = {r["name"]: r for r in table(st.cluster)}
-            elapsed = time.monotonic() - burst_at
-            cells = []
-            for name in BURST:
-                row = rows.get(name, {"backlog": 0, "in_flight": 0, "desired": 0, "ready": 0})
-                peak[name] = max(peak[name], row["desired"])
-                if row["desired"] > minimum.get(name, 0) and name not in first_scale:
-                    first_scale[name] = elapsed
-                cells.append(
-                    f"{row['backlog']:>8} {row['in_flight']:>9} "
-                    f"{row['desired']:>4} {row['ready']:>5}".rjust(30)
-                )
-            line = "  ".join(cells)
-            # A line when something changed, or every 15 s while waiting out a window.
-            if line != last_line or elapsed - last_print >= 15:
-                say(f"{elapsed:>4.0f}s  {line}")
-                last_line, last_print = line, elapsed
-            done = sum(1 for r in results if r.ready())
-            if done == sent and all(
-                rows.get(n, {}).get("desired", -1) == minimum.get(n, 0) for n in BURST
-            ):
-                break
-            if elapsed > TIMEOUT_SECONDS:
-                say(f"giving up after {TIMEOUT_SECONDS} s")
-                return 1
-            time.sleep(1)
+        watched = watch_burst(
+            st.cluster, minimum, burst_at, lambda: sum(1 for r in results if r.ready()) == sent
+        )
+        if watched is None:
+            return 1
+        peak, first_scale = watched
         failed = [r for r in results if not r.successful()]
         hosts = {r.result["hostname"] for r in results if r.successful()}
         killed = [p for p in st.workers.finished if p.exit_codes.get("worker") not in (0, None)]
-        events = st.cluster.kubectl(
-            "get",
-            "events",
-            f"--namespace={NAMESPACE}",
-            "--field-selector",
-            "involvedObject.kind=TaskQueue",
-            "-o",
-            "json",
-        )
-        scalings = [
-            e for e in json.loads(events)["items"] if e["reason"] in ("ScaledUp", "ScaledDown")
-        ]
         say("")
         say("summary")
         say(f"  installed with helm: {len(objects)} objects; helm test passed")
@@ -272,19 +309,11 @@ def run(workdir: Path) -> int:
             f"  tasks: {sent} sent, {sent - len(failed)} succeeded, {len(failed)} failed, "
             f"run by {len(hosts)} worker pods"
         )
-        for name in BURST:
-            say(
-                f"  {name}: scaled up {first_scale.get(name, float('nan')):.1f}s after the "
-                f"burst (as read every second), peak {peak[name]} replicas, "
-                f"back to {minimum.get(name, 0)} at the end"
-            )
-        say(f"  scale events: {len(scalings)}; worker pods killed mid-task: {len(killed)}")
+        say_scaling(peak, first_scale, minimum)
+        events = scale_events(st.cluster)
+        say(f"  scale events: {events}; worker pods killed mid-task: {len(killed)}")
         leaked, read = secret_leaks(st, workdir)
-        say(
-            "  Redis and Flower passwords in logs, TaskQueue statuses and Events: "
-            + (", ".join(leaked) if leaked else "none")
-            + f" ({read} log files read)"
-        )
+        say_audit(leaked, read)
         say(f"  everything ran for real: logs under {workdir}")
         return 0 if not failed and not killed and not leaked else 1
 
@@ -312,10 +341,10 @@ def secret_leaks(st: Stack, workdir: Path) -> tuple[list[str], int]:
     return audit.leaks(passwords, [*logs, *shown]), len(logs)
 
 
-def main() -> int:
+def main(mode: Callable[[Path], int] = run) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="stalk-demo-"))
     try:
-        return run(workdir)
+        return mode(workdir)
     except KeyboardInterrupt:
         return 130
 

@@ -49,15 +49,23 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         control_plane.stop()
 
 
-@pytest.fixture(scope="session")
-def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
-    """A cluster whose one node runs pods in real containers (stalk_devenv.real_cluster),
-    started once per session beside the KWOK one."""
+@pytest.fixture(scope="module")
+def real_node_possible() -> None:
+    """Skips where this machine cannot run a real node, saying why; fails in CI as root,
+    where hack/setup.sh must have set one up."""
     reason = unavailable()
     if reason is not None and os.environ.get("CI") and os.geteuid() == 0:
         pytest.fail(f"CI runs as root, so hack/setup.sh must have set up a real node: {reason}")
     if reason is not None:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def real_cluster(
+    real_node_possible: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RealCluster]:
+    """A cluster whose one node runs pods in real containers (stalk_devenv.real_cluster),
+    one per test module (the node's address is one, so two never overlap)."""
     started = RealCluster(tmp_path_factory.mktemp("realnode"), api_extensions=CRDS).start()
     try:
         yield started
@@ -65,7 +73,7 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
         started.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_kube(real_cluster: RealCluster) -> Cluster:
     """The real-node cluster as the tests' kubectl wrapper."""
     assert real_cluster.control_plane is not None

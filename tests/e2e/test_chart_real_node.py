@@ -6,19 +6,17 @@ repository's Dockerfiles)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from http_probe import http_status
 from kube import Cluster, ReplicaWatch, wait_for
-from stalk_devenv import images
+from stalk_devenv import images, producer
 from stalk_devenv.controlplane import REPO_ROOT
 from stalk_devenv.real_cluster import chart_values
 
@@ -26,7 +24,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.realnode]
 
 CHART = REPO_ROOT / "charts" / "stalk"
 NAMESPACE = "stalk"
-PRODUCER = Path(__file__).with_name("producer.py")
 
 
 def helm(kube: Cluster, *args: str) -> str:
@@ -104,29 +101,16 @@ def master_name(kube: Cluster, asking: str) -> str:
     return reply.splitlines()[0] if reply else ""
 
 
-def broker_env(kube: Cluster) -> list[dict[str, Any]]:
-    """The chart's broker settings, as beat gets them (the worker app reads the same)."""
-    beat = kube.get_json("deployment", "stalk-beat", namespace=NAMESPACE)
-    env = beat["spec"]["template"]["spec"]["containers"][0]["env"]
-    return [item for item in env if item["name"].startswith("STALK_")]
-
-
 def produce(kube: Cluster, name: str, *args: str) -> None:
-    kube.start_pod(
-        name,
-        images.WORKER_IMAGE,
-        ["python", "/files/producer.py", *args],
-        namespace=NAMESPACE,
-        env=broker_env(kube),
-        files={"producer.py": PRODUCER.read_text()},
-    )
+    env = producer.broker_env(kube.get_json("deployment", "stalk-beat", namespace=NAMESPACE))
+    kube.apply(producer.manifests(name, NAMESPACE, images.WORKER_IMAGE, env, list(args)))
 
 
 def produced(kube: Cluster, name: str, timeout: float) -> dict[str, Any]:
     phase, log = kube.finish_pod(name, NAMESPACE, timeout)
-    summary = json.loads(log.strip().splitlines()[-1])
-    assert phase == "Succeeded" and summary["lost"] == [], log[-2000:]
-    return dict(summary)
+    summary = producer.summary(log)
+    assert phase == "Succeeded" and summary is not None and summary["lost"] == [], log[-2000:]
+    return summary
 
 
 def test_the_chart_runs_in_real_containers(real_kube: Cluster, release: str):
