@@ -22,11 +22,12 @@ CELERY_SOCKET_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 10.0,
     "socket_keepalive": True,
 }
-"""Socket options for a Celery app's broker connections. In Kubernetes a Redis pod's
-address can vanish without closing the connection (a deleted pod, a failover), and
-kombu's default waits forever: a publish on such a connection never returns (measured: a
-producer stalled for good after a master pod was deleted). With a timeout it fails and
-kombu's retry reconnects through the Sentinels. 10 s is far above any broker reply
+"""Socket options for a Celery app's Redis connections (broker and result backend). In
+Kubernetes a Redis pod's address can vanish without closing the connection (a deleted
+pod, a failover), and kombu's default waits forever: a publish on such a connection never
+returns (measured: a producer stalled for good after a master pod was deleted, in the
+broker's publish and then in the result backend's pub/sub subscribe). With a timeout it
+fails and the client reconnects through the Sentinels. 10 s is far above any reply
 (BRPOP waits 1 s server-side) and far below forever."""
 
 _DIRECT_SCHEMES = ("redis", "rediss")

@@ -109,6 +109,8 @@ def send(
                 print(f"publish failed, retrying: {type(exc).__name__}", flush=True)
                 time.sleep(0.5)
         confirmed.append(task_id)
+        if len(confirmed) % 25 == 0:
+            print(f"{len(confirmed)} confirmed", flush=True)
         if rate > 0:
             time.sleep(max(0.0, started + (index + 1) / rate - time.monotonic()))
     return confirmed, failed_publishes

@@ -14,8 +14,10 @@ Why each default:
   stays in the lists where the autoscaler (and other workers) can see it.
 * One visibility timeout for broker and result backend, longer than the hard time limit,
   so Redis never redelivers a task that is still running.
-* Broker sockets time out and keep alive (``stalk_broker.endpoint.CELERY_SOCKET_OPTIONS``):
-  a Redis pod's address can vanish without closing the connection.
+* Broker and result-backend sockets time out and keep alive
+  (``stalk_broker.endpoint.CELERY_SOCKET_OPTIONS``): a Redis pod's address can vanish
+  without closing the connection, and a client must not wait on it for long (the result
+  backend's pub/sub connection held ``send_task`` for Celery's default 120 s).
 * JSON only: no pickle from a shared broker.
 """
 
@@ -62,6 +64,9 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
         "broker_transport_options": transport_options,
         "result_backend_transport_options": backend_options,
         "broker_connection_retry_on_startup": True,
+        "redis_socket_timeout": CELERY_SOCKET_OPTIONS["socket_timeout"],
+        "redis_socket_connect_timeout": CELERY_SOCKET_OPTIONS["socket_connect_timeout"],
+        "redis_socket_keepalive": CELERY_SOCKET_OPTIONS["socket_keepalive"],
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": settings.prefetch_multiplier,
