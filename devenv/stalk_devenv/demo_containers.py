@@ -60,8 +60,8 @@ def producer_summaries(cluster: ControlPlane) -> dict[str, dict[str, Any]] | Non
 
 
 def run(workdir: Path) -> int:
-    say("mode: real containers (containerd, runc, a kubelet, kube-proxy and CoreDNS on a node")
-    say("      of this machine; images built from the Dockerfiles, no registry)")
+    say("mode: containers (containerd, runc, a kubelet, kube-proxy and CoreDNS on a node of")
+    say("      this machine; images built from the Dockerfiles, no registry)")
     started = time.monotonic()
     real = RealCluster(workdir, api_extensions=CRDS)
     real.start()
@@ -134,9 +134,23 @@ def _demo(cluster: ControlPlane, workdir: Path) -> int:
         if p["status"].get("containerStatuses")
     }
     say(f"  scale events: {scale_events(cluster)}; container restarts: {sum(restarts.values())}")
+    waited = unschedulable_pods(cluster)
+    if waited:
+        cpus = get(cluster, "node")["items"][0]["status"]["allocatable"]["cpu"]
+        say(
+            f"  {waited} worker pods waited for room on the node (FailedScheduling: the node "
+            f"has {cpus} CPUs; the example `files` TaskQueue asks 1 CPU per worker)"
+        )
     leaked, read = secret_leaks(cluster, workdir)
     say_audit(leaked, read)
     return 0 if confirmed == sent and not lost and not leaked else 1
+
+
+def unschedulable_pods(cluster: ControlPlane) -> int:
+    """Pods the scheduler found no room for at some point: the cluster, not Stalk, capped
+    those replicas."""
+    events = get(cluster, "events", "--field-selector", "reason=FailedScheduling")["items"]
+    return len({e["involvedObject"]["name"] for e in events})
 
 
 def secret_leaks(cluster: ControlPlane, workdir: Path) -> tuple[list[str], int]:
