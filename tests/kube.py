@@ -235,3 +235,56 @@ class ReplicaWatch:
     @property
     def values(self) -> list[int]:
         return [r for _, r in self.history]
+
+
+class PodStages:
+    """Watches pods of a label selector from a thread, noting (wall-clock) when each pod
+    was first seen scheduled, with its containers running, and Ready."""
+
+    STAGES = ("scheduled", "running", "ready")
+
+    def __init__(self, kubeconfig: Path, namespace: str, selector: dict[str, str]) -> None:
+        import threading
+
+        from lightkube import Client, KubeConfig
+        from stalk_devenv.models import prepare_decoders
+
+        prepare_decoders()  # before the watch thread: see stalk_devenv.models
+        self._client = Client(KubeConfig.from_file(kubeconfig))
+        self.namespace, self.selector = namespace, selector
+        self.seen: dict[str, dict[str, float]] = {}
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        import time
+
+        from lightkube.resources.core_v1 import Pod
+
+        while True:
+            try:
+                for _, pod in self._client.watch(
+                    Pod, namespace=self.namespace, labels=self.selector
+                ):
+                    now = time.time()
+                    stages = self.seen.setdefault(pod.metadata.name, {})
+                    status, spec = pod.status, pod.spec
+                    reached = {
+                        "scheduled": bool(spec and spec.nodeName),
+                        "running": bool(
+                            status
+                            and status.containerStatuses
+                            and all(c.state and c.state.running for c in status.containerStatuses)
+                        ),
+                        "ready": bool(
+                            status
+                            and any(
+                                c.type == "Ready" and c.status == "True"
+                                for c in status.conditions or []
+                            )
+                        ),
+                    }
+                    for stage, done in reached.items():
+                        if done:
+                            stages.setdefault(stage, now)
+            except Exception:
+                time.sleep(0.5)

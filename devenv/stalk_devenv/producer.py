@@ -116,24 +116,30 @@ def send(
     return confirmed, failed_publishes
 
 
-def wait(task_ids: list[str], timeout: float) -> list[str]:
-    """The ids that did not finish within ``timeout``. Reads each result's key rather than
-    waiting on pub/sub: a subscription can be left on a master that became a replica."""
+def wait(task_ids: list[str], timeout: float) -> tuple[list[str], list[float]]:
+    """The ids that did not finish within ``timeout``, and when each finished one started
+    on its worker. Reads each result's key rather than waiting on pub/sub: a subscription
+    can be left on a master that became a replica."""
     from celery.states import READY_STATES
     from stalk_worker.app import app
 
     deadline = time.monotonic() + timeout
     pending = list(task_ids)
+    started: list[float] = []
     while pending and time.monotonic() < deadline:
         try:
-            states = {task_id: app.backend.get_task_meta(task_id)["status"] for task_id in pending}
+            metas = {task_id: app.backend.get_task_meta(task_id) for task_id in pending}
         except Exception as exc:  # the backend failing over: look again
             print(f"waiting: {type(exc).__name__}", flush=True)
             time.sleep(0.5)
             continue
-        pending = [task_id for task_id in pending if states[task_id] not in READY_STATES]
-        time.sleep(0.5)
-    return pending
+        for meta in metas.values():
+            result = meta.get("result")
+            if meta["status"] in READY_STATES and isinstance(result, dict):
+                started.append(float(result.get("started", 0.0)))
+        pending = [task_id for task_id in pending if metas[task_id]["status"] not in READY_STATES]
+        time.sleep(0.2)
+    return pending, started
 
 
 def main() -> int:
@@ -150,11 +156,12 @@ def main() -> int:
         args.queue, args.count, args.rate, args.seconds, args.priorities
     )
     sent = time.time()
-    lost = wait(confirmed, args.timeout)
+    lost, task_started = wait(confirmed, args.timeout)
     summary = {
         "confirmed": len(confirmed),
         "failed_publishes": failed_publishes,
         "lost": lost,
+        "task_started": task_started,
         "started": started,
         "sent": sent,
         "finished": time.time(),

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from http_probe import http_status
-from kube import Cluster, ReplicaWatch, wait_for
+from kube import Cluster, PodStages, ReplicaWatch, wait_for
 from stalk_devenv import images, producer
 from stalk_devenv.controlplane import REPO_ROOT
 from stalk_devenv.real_cluster import chart_values
@@ -234,3 +234,62 @@ def test_redis_master_pod_deleted_under_a_steady_flow(real_kube: Cluster, releas
         f"the pod back as a replica in {back:.1f}s; {summary['confirmed']} tasks confirmed, "
         f"{summary['failed_publishes']} publishes retried, 0 lost"
     )
+
+
+@pytest.mark.bench
+@pytest.mark.timeout(1200)
+def test_bench_reaction_by_stage(real_kube: Cluster, release: str):
+    """Backlog -> first task started by a new worker, from zero replicas, down to the
+    container: when the operator decided, the pod was scheduled, its container ran, it
+    was Ready, and the task started. p95 over TRIALS bursts of one task."""
+    trials = 10
+    real_kube.apply(
+        {
+            "apiVersion": "stalk.dev/v1alpha1",
+            "kind": "TaskQueue",
+            "metadata": {"name": "react", "namespace": NAMESPACE},
+            "spec": {
+                "queues": ["react"],
+                "scaling": {
+                    "minReplicas": 0,
+                    "maxReplicas": 1,
+                    "scaleDown": {"stabilizationWindowSeconds": 0, "stepIntervalSeconds": 0},
+                },
+            },
+        }
+    )
+    replicas = ReplicaWatch(real_kube.kubeconfig, NAMESPACE, "react")
+    pods = PodStages(real_kube.kubeconfig, NAMESPACE, {"stalk.dev/taskqueue": "react"})
+    rows: list[dict[str, float]] = []
+    for trial in range(trials):
+        wait_for(lambda: replicas.values and replicas.values[-1] == 0, 120, "react at zero")
+        wait_for(lambda: not pods_of(real_kube, "react"), 120, "react's pods gone")
+        known = set(pods.seen)
+        produce(real_kube, f"react-{trial}", "--queue=react", "--count=1", "--seconds=0.5")
+        summary = produced(real_kube, f"react-{trial}", timeout=180)
+        sent = summary["started"]
+        decided = next(t for t, r in replicas.wall_history if r == 1 and t >= sent)
+        (new_pod,) = [name for name in pods.seen if name not in known]
+        stages = pods.seen[new_pod]
+        rows.append(
+            {
+                "decision": decided - sent,
+                "scheduled": stages["scheduled"] - sent,
+                "running": stages["running"] - sent,
+                "ready": stages["ready"] - sent,
+                "task started": summary["task_started"][0] - sent,
+            }
+        )
+
+    def p95(values: list[float]) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, round(0.95 * len(ordered)) - 1)]
+
+    print(f"\nreaction from zero replicas on the real node, {trials} trials (s after the send):")
+    for stage in rows[0]:
+        values = [row[stage] for row in rows]
+        print(f"  {stage:>13}: p50 {sorted(values)[len(values) // 2]:.2f}  p95 {p95(values):.2f}")
+
+
+def pods_of(kube: Cluster, taskqueue: str) -> list[dict[str, Any]]:
+    return pods(kube, f"stalk.dev/taskqueue={taskqueue}")

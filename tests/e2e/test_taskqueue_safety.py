@@ -18,6 +18,7 @@ from stalk_devenv.stack import (
     prefixed,
     wait_for_admission_policy,
 )
+from stalk_operator.actuation import REPLICAS_MANAGER, TEMPLATE_MANAGER
 from taskqueues import taskqueue
 
 pytestmark = pytest.mark.e2e
@@ -103,8 +104,11 @@ def test_a_foreign_deployment_is_never_written_and_its_removal_heals(
     assert ready_condition(cluster, namespace, "emails")["status"] == "False"
     wait_for(lambda: warnings(cluster, namespace, "DeploymentNotOwned"), 10, "a Warning Event")
     time.sleep(60)
-    after = cluster.get_json("deployment", "emails", namespace=namespace)
-    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    after = cluster.get_json("deployment", "emails", "--show-managed-fields", namespace=namespace)
+    # Not the resourceVersion: the Deployment controller writes the status meanwhile.
+    writers = {entry["manager"] for entry in after["metadata"]["managedFields"]}
+    assert not writers & {REPLICAS_MANAGER, TEMPLATE_MANAGER}, writers
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert (
         after["spec"] == before["spec"]
         and after["metadata"]["labels"] == before["metadata"]["labels"]
