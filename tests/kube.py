@@ -93,36 +93,22 @@ class Cluster:
         conditions = self.taskqueue_status(namespace, name).get("conditions", [])
         return next((c for c in conditions if c["type"] == kind), {})
 
-    def run_pod(self, name: str, image: str, command: list[str], **options: Any) -> tuple[str, str]:
-        """Run one container to completion; its phase and log."""
-        timeout = options.pop("timeout", 120)
-        self.start_pod(name, image, command, **options)
-        return self.finish_pod(name, options.get("namespace", "default"), timeout)
-
-    def start_pod(
-        self,
-        name: str,
-        image: str,
-        command: list[str],
-        namespace: str = "default",
-        env: list[dict[str, Any]] | None = None,
-    ) -> None:
-        """Start one container on a real node, as the images' own user with a read-only
-        root filesystem."""
-        volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
-        mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    def run_pod(
+        self, name: str, image: str, command: list[str], namespace: str = "default"
+    ) -> tuple[str, str]:
+        """Run one container to completion on a real node, as the image's own user with a
+        read-only root filesystem; its phase and log."""
         container = {
             "name": "main",
             "image": image,
             "imagePullPolicy": "Never",
             "command": command,
-            "env": env or [],
             "securityContext": {
                 "readOnlyRootFilesystem": True,
                 "allowPrivilegeEscalation": False,
                 "runAsNonRoot": True,
             },
-            "volumeMounts": mounts,
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }
         pod = {
             "apiVersion": "v1",
@@ -133,10 +119,11 @@ class Cluster:
                 "automountServiceAccountToken": False,
                 "enableServiceLinks": False,
                 "containers": [container],
-                "volumes": volumes,
+                "volumes": [{"name": "tmp", "emptyDir": {}}],
             },
         }
         self.apply(pod)
+        return self.finish_pod(name, namespace, timeout=120)
 
     def finish_pod(self, name: str, namespace: str, timeout: float) -> tuple[str, str]:
         def phase() -> str:

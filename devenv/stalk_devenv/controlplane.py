@@ -334,6 +334,18 @@ class ControlPlane:
             )
         return result.stdout if result.returncode == 0 else ""
 
+    def helm(self, *args: str) -> str:
+        """helm against this cluster; a failure raises with helm's own message."""
+        result = subprocess.run(
+            [self.binary("helm"), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"helm {args[0]} failed: {result.stderr.strip()}")
+        return result.stdout
+
     def service_account_token(self, namespace: str, name: str, seconds: int = 3600) -> str:
         """A bound token for a ServiceAccount, to act as it (so RBAC applies)."""
         return self.kubectl(

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,21 +61,6 @@ class Stack:
     workers: ProcessKubelet
     release: ProcessKubelet
     flower_port: int
-
-    def helm(self, *args: str) -> str:
-        return helm(self.cluster, *args)
-
-
-def helm(cluster: ControlPlane, *args: str) -> str:
-    result = subprocess.run(
-        [cluster.binary("helm"), f"--kubeconfig={cluster.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"helm {args[0]} failed: {result.stderr.strip()}")
-    return result.stdout
 
 
 def chart_values(redis: RedisServer, flower_port: int) -> list[str]:
@@ -136,7 +120,7 @@ def stack(workdir: Path) -> Iterator[Stack]:
             cleanup.callback(kubelet.stop)
         result = Stack(cluster, redis, kubelets["workers"], kubelets["release"], free_port())
         say("helm install (operator, Flower and beat run as real processes) ...")
-        result.helm(
+        cluster.helm(
             "install",
             RELEASE,
             str(CHART),
@@ -266,7 +250,7 @@ def run(workdir: Path) -> int:
         st.cluster.kubectl("apply", f"--namespace={NAMESPACE}", "-f", str(EXAMPLES))
         say("example TaskQueues applied: " + ", ".join(BURST))
         tested_at = time.monotonic()
-        st.helm("test", RELEASE, f"--namespace={NAMESPACE}", "--timeout=180s")
+        st.cluster.helm("test", RELEASE, f"--namespace={NAMESPACE}", "--timeout=180s")
         say(
             f"helm test: a task went through the broker to a worker and back in "
             f"{time.monotonic() - tested_at:.0f}s (to the emails pool)"

@@ -22,7 +22,6 @@ from stalk_devenv.demo import (
     EXAMPLES,
     NAMESPACE,
     RELEASE,
-    helm,
     minimum_replicas,
     say,
     say_audit,
@@ -78,8 +77,7 @@ def _demo(cluster: ControlPlane, workdir: Path) -> int:
     cluster.kubectl("create", "namespace", NAMESPACE)
     say("helm install with the chart's defaults (Redis StatefulSet with Sentinels) ...")
     installed_at = time.monotonic()
-    helm(
-        cluster,
+    cluster.helm(
         "install",
         RELEASE,
         str(CHART),
@@ -102,7 +100,7 @@ def _demo(cluster: ControlPlane, workdir: Path) -> int:
     cluster.kubectl("apply", f"--namespace={NAMESPACE}", "-f", str(EXAMPLES))
     say("example TaskQueues applied: " + ", ".join(BURST))
     tested_at = time.monotonic()
-    helm(cluster, "test", RELEASE, f"--namespace={NAMESPACE}", "--timeout=180s")
+    cluster.helm("test", RELEASE, f"--namespace={NAMESPACE}", "--timeout=180s")
     say(
         f"helm test: a task went through the broker to a worker and back in "
         f"{time.monotonic() - tested_at:.0f}s (to the emails pool)"

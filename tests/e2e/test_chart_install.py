@@ -4,7 +4,6 @@ a real process under the chart's own RBAC, and the TaskQueue from values gets wo
 from __future__ import annotations
 
 import base64
-import subprocess
 
 import pytest
 from http_probe import http_status
@@ -17,16 +16,6 @@ from workers import client_app, client_env
 pytestmark = pytest.mark.e2e
 
 CHART = REPO_ROOT / "charts" / "stalk"
-
-
-def helm(local_cluster, *args: str) -> str:
-    result = subprocess.run(
-        [local_cluster.binary("helm"), f"--kubeconfig={local_cluster.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def check_flower(cluster, namespace, kubelet, port):
@@ -98,8 +87,7 @@ def test_install_upgrade_uninstall(
         "--set",
         f"flower.port={flower_port}",
     ]
-    out = helm(
-        local_cluster,
+    out = local_cluster.helm(
         "install",
         "stalk",
         str(CHART),
@@ -129,7 +117,7 @@ def test_install_upgrade_uninstall(
 
     # `helm test`: the hook pod sends a task with the chart's settings and gets its result.
     test_kubelet = process_kubelet(namespace, {"app.kubernetes.io/component": "test"})
-    tested = helm(local_cluster, "test", "stalk", f"--namespace={namespace}", "--timeout=120s")
+    tested = local_cluster.helm("test", "stalk", f"--namespace={namespace}", "--timeout=120s")
     assert "Phase:          Succeeded" in tested, tested
     assert [p.exit_codes for p in test_kubelet.finished] == [{"send-task": 0}]
     env = client_env(redis_db)
@@ -150,8 +138,7 @@ def test_install_upgrade_uninstall(
         name: cluster.get_json("secret", name, namespace=namespace)["data"]
         for name in ("stalk-redis", "stalk-flower-auth")
     }
-    helm(
-        local_cluster,
+    local_cluster.helm(
         "upgrade",
         "stalk",
         str(CHART),
@@ -181,7 +168,7 @@ def test_install_upgrade_uninstall(
 
     # TaskQueues carry no finalizer: helm deletes them with the operator, and their
     # Deployments go by garbage collection.
-    helm(local_cluster, "uninstall", "stalk", f"--namespace={namespace}", "--wait", "--timeout=60s")
+    local_cluster.helm("uninstall", "stalk", f"--namespace={namespace}", "--wait", "--timeout=60s")
 
     def leftovers() -> list[str]:
         names = cluster.kubectl(

@@ -28,13 +28,7 @@ NAMESPACE = "stalk"
 
 def helm(kube: Cluster, *args: str) -> str:
     assert kube.control_plane is not None
-    result = subprocess.run(
-        [kube.control_plane.binary("helm"), f"--kubeconfig={kube.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return kube.control_plane.helm(*args)
 
 
 @pytest.fixture(scope="module")
