@@ -226,7 +226,8 @@ class ReplicaWatch:
 
 class PodStages:
     """Watches pods of a label selector from a thread, noting (wall-clock) when each pod
-    was first seen scheduled, with its containers running, and Ready."""
+    was first seen scheduled, with its containers running, and Ready, and how its
+    containers exited."""
 
     STAGES = ("scheduled", "running", "ready")
 
@@ -240,6 +241,8 @@ class PodStages:
         self._client = Client(KubeConfig.from_file(kubeconfig))
         self.namespace, self.selector = namespace, selector
         self.seen: dict[str, dict[str, float]] = {}
+        self.exit_codes: dict[str, dict[str, int]] = {}
+        """Each pod's containers that terminated, and their exit codes (137: killed)."""
         threading.Thread(target=self._watch, daemon=True).start()
 
     def _watch(self) -> None:
@@ -273,5 +276,9 @@ class PodStages:
                     for stage, done in reached.items():
                         if done:
                             stages.setdefault(stage, now)
+                    for container in (status.containerStatuses if status else None) or []:
+                        if container.state and container.state.terminated:
+                            codes = self.exit_codes.setdefault(pod.metadata.name, {})
+                            codes[container.name] = container.state.terminated.exitCode
             except Exception:
                 time.sleep(0.5)

@@ -85,7 +85,7 @@ def summary(log: str) -> dict[str, Any] | None:
 
 
 def send(
-    queue: str, count: int, rate: float, seconds: float, priorities: bool
+    queue: str, count: int, rate: float, seconds: list[float], priorities: bool
 ) -> tuple[list[str], int]:
     from stalk_worker.app import app
 
@@ -98,7 +98,7 @@ def send(
             try:
                 app.send_task(
                     TASK,
-                    args=(seconds, f"{queue}-{index}"),
+                    args=(seconds[index % len(seconds)], f"{queue}-{index}"),
                     queue=queue,
                     task_id=task_id,
                     priority=random.randint(0, 9) if priorities else None,
@@ -147,7 +147,12 @@ def main() -> int:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--rate", type=float, default=0.0, help="tasks/s; 0: all at once")
-    parser.add_argument("--seconds", type=float, default=1.0, help="each task's duration")
+    parser.add_argument(
+        "--seconds",
+        type=lambda text: [float(part) for part in text.split(",")],
+        default=[1.0],
+        help="each task's duration; a comma-separated list is taken in turn",
+    )
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--priorities", action="store_true", help="random priorities 0-9")
     args = parser.parse_args()

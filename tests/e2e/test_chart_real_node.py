@@ -230,6 +230,106 @@ def test_redis_master_pod_deleted_under_a_steady_flow(real_kube: Cluster, releas
     )
 
 
+def scale_down_under_load(kube: Cluster, name: str) -> dict[str, Any]:
+    """Four workers (concurrency 1, 3 s grace): two take 12 s tasks, two take 1 s tasks and
+    go idle, then the pool may shrink to zero. Returns what the user would see: tasks
+    that did not finish, worker containers killed mid-task, and the replicas over time."""
+    kube.apply(
+        {
+            "apiVersion": "stalk.dev/v1alpha1",
+            "kind": "TaskQueue",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "queues": [name],
+                # A grace period shorter than the long tasks: a busy worker chosen as a
+                # victim is killed mid-task, so every wrong choice shows.
+                "worker": {
+                    "concurrency": 1,
+                    "taskTimeLimitSeconds": 60,
+                    "terminationGracePeriodSeconds": 3,
+                },
+                "scaling": {
+                    "minReplicas": 4,
+                    "maxReplicas": 4,
+                    "targetTasksPerReplica": 1,
+                    "scaleDown": {"stabilizationWindowSeconds": 3, "stepIntervalSeconds": 0},
+                },
+            },
+        }
+    )
+    replicas = ReplicaWatch(kube.kubeconfig, NAMESPACE, name)
+    workers = PodStages(kube.kubeconfig, NAMESPACE, {"stalk.dev/taskqueue": name})
+
+    def status() -> dict[str, Any]:
+        return dict(kube.get_json("tq", name, namespace=NAMESPACE).get("status", {}))
+
+    wait_for(lambda: status().get("readyReplicas") == 4, 120, f"4 {name} workers Ready")
+    # Each worker holds one task at most (concurrency 1, prefetch 1), so the four tasks
+    # sent at once go to four different workers.
+    produce(kube, name, f"--queue={name}", "--count=4", "--seconds=12,12,1,1", "--timeout=60")
+    wait_for(
+        lambda: status().get("backlog") == 0 and status().get("inFlight", 0) >= 3,
+        60,
+        "every task taken",
+        interval=0.2,
+    )
+    kube.kubectl(
+        "patch",
+        "tq",
+        name,
+        "--type=merge",
+        "-p",
+        '{"spec":{"scaling":{"minReplicas":0}}}',
+        namespace=NAMESPACE,
+    )
+    _, log = kube.finish_pod(name, NAMESPACE, 180)
+    summary = producer.summary(log)
+    assert summary is not None, log[-2000:]
+    wait_for(lambda: replicas.values and replicas.values[-1] == 0, 120, f"{name} at zero")
+    wait_for(lambda: not pods_of(kube, name), 120, f"{name}'s pods gone")
+    killed = [pod for pod, codes in workers.exit_codes.items() if codes.get("worker", 0) != 0]
+    kube.kubectl("delete", "tq", name, namespace=NAMESPACE)
+    return {
+        "unfinished": len(summary["lost"]),
+        "killed": len(killed),
+        "replicas": replicas.values,
+        "exit_codes": workers.exit_codes,
+    }
+
+
+@pytest.mark.timeout(900)
+def test_scale_down_on_the_real_kubelet_never_interrupts_a_task(real_kube: Cluster, release: str):
+    """SIGTERM from the real kubelet, Celery's warm shutdown and the operator's
+    pod-deletion-cost: the idle workers go and the busy ones finish. The same run with
+    the operator's deletion costs switched off shows what they save (the ReplicaSet then
+    picks its victims by its own ranking, busy or not)."""
+    with_costs = scale_down_under_load(real_kube, "grace")
+
+    def operator_env(*assignment: str) -> None:
+        real_kube.kubectl(
+            "set", "env", "deployment/stalk-operator", *assignment, namespace=NAMESPACE
+        )
+        real_kube.kubectl(
+            "rollout", "status", "deployment/stalk-operator", "--timeout=120s", namespace=NAMESPACE
+        )
+
+    operator_env("STALK_POD_DELETION_COST=false")
+    try:
+        without_costs = scale_down_under_load(real_kube, "nocost")
+    finally:
+        operator_env("STALK_POD_DELETION_COST-")
+    print(
+        "\nscale-down on the real kubelet, 2 of 4 workers busy with 12 s tasks, 3 s grace:\n"
+        f"  with pod-deletion-cost:    {with_costs['killed']} workers killed mid-task, "
+        f"{with_costs['unfinished']} tasks unfinished, replicas {with_costs['replicas']}\n"
+        f"  without (ReplicaSet picks): {without_costs['killed']} workers killed mid-task, "
+        f"{without_costs['unfinished']} tasks unfinished, replicas {without_costs['replicas']}"
+    )
+    assert with_costs["unfinished"] == 0 and with_costs["killed"] == 0, with_costs
+    assert with_costs["replicas"][-1] == 0, "idle at last, the pool scales to zero"
+    assert 2 in with_costs["replicas"], "the two busy workers held the pool while they ran"
+
+
 @pytest.mark.bench
 @pytest.mark.timeout(1200)
 def test_bench_reaction_by_stage(real_kube: Cluster, release: str):

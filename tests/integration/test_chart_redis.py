@@ -470,7 +470,7 @@ def test_failover_under_load_with_the_chart_defaults(workers, tmp_path):
         start_all_at_once(group)
         wait_until(group.healthy, 30, "the group to settle")
         env = group.celery_env(tmp_path / "scratch")
-        workers.start(env, queues=("default",), concurrency=4)
+        worker = workers.start(env, queues=("default",), concurrency=4)
         with client_app(env) as app:
             # Only ids are kept: an AsyncResult left for the garbage collector after the
             # group is gone would make Celery's result backend retry it forever.
