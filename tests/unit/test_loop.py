@@ -121,6 +121,20 @@ async def test_counts_alone_are_written_at_most_every_status_interval():
     assert [c[1]["backlog"] for c in h.kube.of("status")] == [2]
 
 
+async def test_counts_held_back_by_the_interval_are_written_when_it_is_over():
+    """Even when nothing changes after them: the poller hands over the same observation
+    while the pool is quiet, and the loop skips such cycles. (Seen on a real node before
+    the fix: a TaskQueue said inFlight 1 for good after its tasks had finished.)"""
+    h = Harness()
+    await h.ready(1)
+    h.kube.calls.clear()
+    await h.step(h.snapshot(in_flight=1, busy=1), seconds=5)
+    quiet = h.snapshot()
+    for _ in range(8):
+        await h.step(quiet)
+    assert [c[1]["inFlight"] for c in h.kube.of("status")] == [1, 0]
+
+
 async def test_an_unreachable_api_server_is_retried_with_backoff_and_logged_once(caplog):
     caplog.set_level(logging.INFO, logger="stalk_operator")
     h = Harness(worker={"concurrency": 1}, scaling={"maxReplicas": 10})

@@ -41,8 +41,9 @@ class Reporter:
     @property
     def settled(self) -> bool:
         """False while the report would change with time alone (a verdict on busy-worker
-        protection still pending): the loop must not skip its next cycles."""
-        return not self._verdict_pending
+        protection still pending, or counts waiting for the status interval): the loop
+        must not skip its next cycles."""
+        return not (self._verdict_pending or self.writer.withheld)
 
     @property
     def last_scale_seconds(self) -> float | None:

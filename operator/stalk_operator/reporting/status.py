@@ -78,6 +78,10 @@ class StatusWriter:
 
     written_at: float = float("-inf")
 
+    withheld: bool = False
+    """A change waits for the interval: the loop must run again (not skip its unchanged
+    cycles) until it is written."""
+
     def patch(self, report: StatusReport, now: float) -> dict[str, Any] | None:
         """The status to write now, or ``None`` when the last write still stands."""
         fields = report.fields()
@@ -91,6 +95,7 @@ class StatusWriter:
         )
         due = now - self.written_at >= self.interval
         if not (report.urgent or transition or (due and changed)):
+            self.withheld = changed
             return None
         conditions = merge_conditions(self.conditions, report.conditions, report.generation, now)
         return {**fields, "conditions": conditions}
@@ -100,3 +105,4 @@ class StatusWriter:
         self.written = {k: v for k, v in patch.items() if k != "conditions"}
         self.conditions = list(patch["conditions"])
         self.written_at = now
+        self.withheld = False
