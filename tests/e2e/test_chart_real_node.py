@@ -266,13 +266,20 @@ def scale_down_under_load(kube: Cluster, name: str) -> dict[str, Any]:
     wait_for(lambda: status().get("readyReplicas") == 4, 120, f"4 {name} workers Ready")
     # Each worker holds one task at most (concurrency 1, prefetch 1), so the four tasks
     # sent at once go to four different workers.
-    produce(kube, name, f"--queue={name}", "--count=4", "--seconds=12,12,1,1", "--timeout=60")
-    wait_for(
-        lambda: status().get("backlog") == 0 and status().get("inFlight", 0) >= 3,
-        60,
-        "every task taken",
-        interval=0.2,
-    )
+    produce(kube, name, f"--queue={name}", "--count=4", "--seconds=12,12,1,1", "--timeout=30")
+    # The list empty while at least the two long tasks run: all four were taken.
+    seen: list[tuple[Any, Any]] = []
+
+    def all_taken() -> bool:
+        now = status()
+        seen.append((now.get("backlog"), now.get("inFlight")))
+        return now.get("backlog") == 0 and now.get("inFlight", 0) >= 2
+
+    try:
+        wait_for(all_taken, 60, "every task taken", interval=0.2)
+    except TimeoutError:
+        log = kube.kubectl("logs", name, namespace=NAMESPACE, check=False)
+        raise AssertionError(f"(backlog, inFlight) seen: {seen[-20:]}; producer: {log}") from None
     kube.kubectl(
         "patch",
         "tq",
