@@ -52,6 +52,16 @@ app.kubernetes.io/component: operator
 {{- $namespaces | uniq | join "," }}
 {{- end }}
 
+{{/* Namespaces whose Stalk worker pods may reach Redis, as a YAML list. */}}
+{{- define "stalk.workerNamespaces" -}}
+{{- $namespaces := list .Release.Namespace }}
+{{- if not .Values.operator.clusterWide }}
+{{- range .Values.operator.watchNamespaces }}{{ $namespaces = append $namespaces . }}{{ end }}
+{{- end }}
+{{- range .Values.networkPolicy.workerNamespaces }}{{ $namespaces = append $namespaces . }}{{ end }}
+{{- toYaml ($namespaces | uniq) }}
+{{- end }}
+
 {{- define "stalk.image" -}}
 {{- printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
 {{- end }}
