@@ -40,10 +40,11 @@ fi
 
 # 4. A real node (the container tests and the demo's real mode): Debian's containerd,
 #    runc, CNI plugins, buildah and debootstrap, the node's binaries (kubelet, kube-proxy,
-#    CoreDNS, crictl) from Go modules, and the images built from the Dockerfiles. Needs
-#    root; without it the container tests skip and say so.
+#    CoreDNS, crictl, and kube-router to enforce NetworkPolicies) from Go modules, and the
+#    images built from the Dockerfiles. Needs root; without it the container tests skip
+#    and say so.
 container_packages=(containerd runc containernetworking-plugins buildah debootstrap iptables
-  conntrack gcc libc6-dev)
+  ipset conntrack gcc libc6-dev)
 if [[ $(id -u) -ne 0 ]]; then
   log "not root: no real node here (the container tests will skip and say why)"
 elif ! command -v go >/dev/null; then

@@ -94,7 +94,12 @@ class Cluster:
         return next((c for c in conditions if c["type"] == kind), {})
 
     def run_pod(
-        self, name: str, image: str, command: list[str], namespace: str = "default"
+        self,
+        name: str,
+        image: str,
+        command: list[str],
+        namespace: str = "default",
+        labels: dict[str, str] | None = None,
     ) -> tuple[str, str]:
         """Run one container to completion on a real node, as the image's own user with a
         read-only root filesystem; its phase and log."""
@@ -113,7 +118,7 @@ class Cluster:
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
             "spec": {
                 "restartPolicy": "Never",
                 "automountServiceAccountToken": False,

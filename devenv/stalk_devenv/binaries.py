@@ -46,6 +46,22 @@ NODE_VERSIONS = {"k8s": VERSIONS["k8s"], "coredns": "v1.13.1", "crictl": "v1.34.
 """A real node's binaries, a set of their own: the fast tests never wait for them."""
 NODE_BINARIES = ("kubelet", "kube-proxy", "coredns", "crictl")
 
+ADDON_VERSIONS = {"kube-router": "v2.1.0"}
+"""What the real node adds to a bare cluster, a set of its own so that adding one never
+rebuilds the node's binaries: kube-router's NetworkPolicy controller (iptables and
+ipset; the bridge CNI enforces no policy). SIG Network's kube-network-policies needs the
+kernel's nftables ``queue`` expression, which this machine lacks ("Could not process
+rule: No such file or directory"); v2.1.0 is the one kube-router release the Go module
+proxy serves here, so its golang.org/x dependencies are raised to current releases
+(:data:`KUBE_ROUTER_RAISED`), whose older versions carry reported vulnerabilities."""
+ADDON_BINARIES = ("kube-router",)
+KUBE_ROUTER_RAISED = (
+    ("golang.org/x/crypto", "v0.59.0"),
+    ("golang.org/x/net", "v0.62.0"),
+    ("golang.org/x/sys", "v0.50.0"),
+    ("golang.org/x/text", "v0.44.0"),
+)
+
 
 class BinariesMissingError(RuntimeError):
     """The binaries are not built; the message says how to build them."""
@@ -77,6 +93,20 @@ def find_node_binaries() -> Path:
             f"{directory} lacks {', '.join(missing)}: run `python -m stalk_devenv.binaries --node`"
         )
     return directory
+
+
+def addon_bin_dir() -> Path:
+    return bin_dir(ADDON_VERSIONS, prefix="addons_")
+
+
+def find_addon_binary(name: str) -> Path:
+    """An add-on's binary (see :data:`ADDON_VERSIONS`), if built."""
+    binary = addon_bin_dir() / name
+    if not binary.is_file():
+        raise BinariesMissingError(
+            f"{binary} is missing: run `python -m stalk_devenv.binaries --node`"
+        )
+    return binary
 
 
 def find_binaries() -> Path:
@@ -140,7 +170,8 @@ class Builder:
         packages: Sequence[str],
         ldflags: str = "",
     ) -> None:
-        """``go build`` of ``packages`` in a module that requires ``module@version``."""
+        """``go build`` of ``packages`` in a module that requires ``module@version``;
+        ``replaces`` pins modules to versions of ours (``m => m v``)."""
         directory = self.src / name
         directory.mkdir(parents=True, exist_ok=True)
         lines = [
@@ -247,6 +278,21 @@ def _crictl(builder: Builder) -> None:
     builder.install("sigs.k8s.io/cri-tools/cmd/crictl", NODE_VERSIONS["crictl"])
 
 
+def _kube_router(builder: Builder) -> None:
+    module = "github.com/cloudnativelabs/kube-router/v2"
+    builder.build_in_module(
+        "kube-router",
+        module,
+        ADDON_VERSIONS["kube-router"],
+        KUBE_ROUTER_RAISED,
+        (f"{module}/cmd/kube-router",),
+    )
+
+
+ADDON_STAGES = (
+    Stage("kube-router (NetworkPolicy enforcement)", ADDON_BINARIES, "about 4 min", _kube_router),
+)
+
 NODE_STAGES = (
     Stage("kubelet, kube-proxy", ("kubelet", "kube-proxy"), "about 6 min", _node_kubernetes),
     Stage("CoreDNS", ("coredns",), "about 3 min", _coredns),
@@ -305,8 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.node:
         try:
-            found = None if args.cached_only else build(node_bin_dir(), _stderr, NODE_STAGES)
-            print(found or find_node_binaries())
+            if not args.cached_only:
+                build(node_bin_dir(), _stderr, NODE_STAGES)
+                build(addon_bin_dir(), _stderr, ADDON_STAGES)
+            for name in ADDON_BINARIES:
+                find_addon_binary(name)
+            print(find_node_binaries())
         except BinariesMissingError as exc:
             print(exc, file=sys.stderr)
             return 1

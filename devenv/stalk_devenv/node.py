@@ -1,5 +1,6 @@
-"""A real node on this machine: containerd, the kubelet, kube-proxy and CoreDNS as
-processes, running pods in real containers beside the control plane.
+"""A real node on this machine: containerd, the kubelet, kube-proxy, kube-router (for
+NetworkPolicies alone) and CoreDNS as processes, running pods in real containers beside
+the control plane.
 
 The node has an address of its own on an interface of its own (pods cannot reach loopback),
 where the API server, the kubelet and CoreDNS listen. Pods sit on a bridge with
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stalk_devenv import images, node_config
-from stalk_devenv.binaries import find_node_binaries
+from stalk_devenv.binaries import find_addon_binary, find_node_binaries
+from stalk_devenv.components import SERVICE_CIDR
 from stalk_devenv.controlplane import ControlPlane
 from stalk_devenv.process import ManagedProcess, free_port
 
@@ -80,6 +83,39 @@ def _remove_kubelet_chains() -> None:
             _sh("iptables", "-t", table, "-X", chain, check=False)
 
 
+POLICY_CHAIN_PREFIXES = ("KUBE-ROUTER-", "KUBE-POD-FW-", "KUBE-NWPLCY-")
+POLICY_IPSET_PREFIXES = ("KUBE-SRC-", "KUBE-DST-", "kube-router-")
+
+
+def _remove_network_policy_rules() -> None:
+    """kube-router's filter chains and ipsets. Its own ``--cleanup-config`` leaves the
+    chains in place under iptables' nf_tables backend and then crashes on IPVS, which
+    this machine lacks."""
+    rules = _sh("iptables", "-S", check=False).stdout.splitlines()
+    for rule in rules:
+        words = shlex.split(rule)
+        if words[:2] in (["-A", "INPUT"], ["-A", "FORWARD"], ["-A", "OUTPUT"]) and any(
+            word.startswith(POLICY_CHAIN_PREFIXES) for word in words
+        ):
+            _sh("iptables", "-D", *words[1:], check=False)
+    chains = [
+        words[1]
+        for words in map(str.split, rules)
+        if words[:1] == ["-N"] and words[1].startswith(POLICY_CHAIN_PREFIXES)
+    ]
+    for chain in chains:
+        _sh("iptables", "-F", chain, check=False)
+    for chain in chains:
+        _sh("iptables", "-X", chain, check=False)
+    for name in _sh("ipset", "list", "-n", check=False).stdout.split():
+        if name.startswith(POLICY_IPSET_PREFIXES):
+            _sh("ipset", "destroy", name, check=False)
+
+
+def _policy_chains_written() -> bool:
+    return _sh("iptables", "-S", "KUBE-ROUTER-FORWARD", check=False).returncode == 0
+
+
 @dataclass
 class RealNode:
     control_plane: ControlPlane
@@ -105,6 +141,7 @@ class RealNode:
             self._import_images()
             self._start_kubelet()
             self._start_kube_proxy()
+            self._start_network_policy_controller()
             self._start_coredns()
         except BaseException:
             self.stop()
@@ -114,7 +151,7 @@ class RealNode:
     def stop(self) -> None:
         """Everything the node made goes: processes, containers, kube-proxy's rules and
         the mounts under its directory."""
-        for name in ("coredns", "kube-proxy", "kubelet"):
+        for name in ("coredns", "kube-router", "kube-proxy", "kubelet"):
             process = self.processes.pop(name, None)
             if process is not None:
                 process.stop(grace=10)
@@ -126,6 +163,7 @@ class RealNode:
             process.stop(grace=10)
         self._unmount()
         _remove_kubelet_chains()
+        _remove_network_policy_rules()
 
     def _unmount(self) -> None:
         root = str(self.workdir.resolve())
@@ -236,6 +274,27 @@ class RealNode:
             "kube-proxy",
             [str(self._bin / "kube-proxy"), f"--config={self.paths.kube_proxy_config}"],
         ).start()
+
+    def _start_network_policy_controller(self) -> None:
+        """kube-router's NetworkPolicy controller alone (no routing, no service proxy):
+        the bridge CNI enforces no policy, so without it a NetworkPolicy is only text.
+        Ready once its first full sync has written the policy chains."""
+        process = self._process(
+            "kube-router",
+            [
+                str(find_addon_binary("kube-router")),
+                f"--kubeconfig={self.control_plane.kubeconfig}",
+                f"--hostname-override={self.name}",
+                "--run-firewall=true",
+                "--run-router=false",
+                "--run-service-proxy=false",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--metrics-port=0",
+                f"--health-port={free_port()}",
+                "--v=1",
+            ],
+        )
+        process.start(ready=_policy_chains_written, timeout=60)
 
     def _start_coredns(self) -> None:
         process = self._process(

@@ -17,11 +17,17 @@ from pathlib import Path
 from stalk_config import conventions
 
 from stalk_devenv import images
-from stalk_devenv.binaries import BinariesMissingError, find_binaries, find_node_binaries
+from stalk_devenv.binaries import (
+    ADDON_BINARIES,
+    BinariesMissingError,
+    find_addon_binary,
+    find_binaries,
+    find_node_binaries,
+)
 from stalk_devenv.controlplane import ControlPlane
 from stalk_devenv.node import NODE_ADDRESS, NodeNetwork, RealNode
 
-HOST_TOOLS = ("containerd", "runc", "buildah", "ctr", "iptables", "debootstrap")
+HOST_TOOLS = ("containerd", "runc", "buildah", "ctr", "iptables", "ipset", "debootstrap")
 
 
 def unavailable() -> str | None:
@@ -36,6 +42,8 @@ def unavailable() -> str | None:
     try:
         find_binaries()
         find_node_binaries()
+        for name in ADDON_BINARIES:
+            find_addon_binary(name)
     except BinariesMissingError as exc:
         return str(exc)
     return None

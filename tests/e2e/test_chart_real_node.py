@@ -337,6 +337,112 @@ def test_scale_down_on_the_real_kubelet_never_interrupts_a_task(real_kube: Clust
     assert 2 in with_costs["replicas"], "the two busy workers held the pool while they ran"
 
 
+PROBE = """
+import socket, sys, time
+def opens(host, port):
+    # The enforcer learns a new pod's address from the API a moment after the pod
+    # starts: a port counts as closed only if it stays closed for 8 s.
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+for target in sys.argv[1:]:
+    print(target, "open" if opens(*target.rsplit(":", 1)) else "closed")
+"""
+
+
+def reachable(
+    kube: Cluster, name: str, namespace: str, labels: dict[str, str], targets: dict[str, str]
+) -> dict[str, bool]:
+    """Which of ``targets`` (what: address:port) a pod with ``labels`` in ``namespace``
+    can open a TCP connection to."""
+    _, log = kube.run_pod(
+        name,
+        images.WORKER_IMAGE,
+        ["python", "-c", PROBE, *targets.values()],
+        namespace=namespace,
+        labels=labels,
+    )
+    states = dict(line.split() for line in log.splitlines() if line.endswith(("open", "closed")))
+    assert set(states) == set(targets.values()), log
+    return {what: states[target] == "open" for what, target in targets.items()}
+
+
+@pytest.mark.timeout(600)
+def test_network_policies_let_exactly_the_intended_traffic_through(
+    real_kube: Cluster, release: str
+):
+    """With kube-router enforcing them: Redis and Sentinel answer this release, its
+    workers and the applications named as clients, and nobody else, not even a pod of
+    another namespace wearing a worker's label; the operator's metrics and Flower stay
+    reachable for monitoring; tasks still flow and `helm test` passes."""
+    redis_ip = component_ip(real_kube, "redis")
+    targets = {
+        "redis": f"{redis_ip}:6379",
+        "sentinel": f"{redis_ip}:26379",
+        "operator metrics": f"{component_ip(real_kube, 'operator')}:8080",
+        "flower": f"{component_ip(real_kube, 'flower')}:5555",
+    }
+    worker_label = {"app.kubernetes.io/managed-by": "stalk-operator"}
+    real_kube.kubectl("create", "namespace", "outsider")
+    try:
+        assert all(reachable(real_kube, "probe-open", "outsider", {}, targets).values()), (
+            "without policies every port is open: the probe sees an open port"
+        )
+        upgrade(
+            real_kube,
+            "--set=networkPolicy.enabled=true",
+            '--set-json=networkPolicy.extraRedisClients=[{"podSelector":{"matchLabels":'
+            f'{{"{producer.PRODUCER_LABEL}":"true"}}}}}}]',
+        )
+        outsider = reachable(real_kube, "probe-outsider", "outsider", {}, targets)
+        forged = reachable(real_kube, "probe-forged", "outsider", worker_label, targets)
+        worker = reachable(real_kube, "probe-worker", NAMESPACE, worker_label, targets)
+        print(f"\nwith NetworkPolicies: outsider {outsider}; forged worker label {forged}")
+        closed_to_others = {
+            "redis": False,
+            "sentinel": False,
+            "operator metrics": True,
+            "flower": True,
+        }
+        assert outsider == closed_to_others
+        assert forged == closed_to_others, "a label alone does not open Redis"
+        assert worker["redis"] and worker["sentinel"], worker
+
+        produce(real_kube, "policed", "--queue=jobs", "--count=8", "--seconds=0.5")
+        produced(real_kube, "policed", timeout=180)
+        tested = helm(real_kube, "test", "stalk", f"--namespace={NAMESPACE}", "--timeout=2m")
+        assert "Phase:          Succeeded" in tested, tested
+    finally:
+        upgrade(real_kube, "--set=networkPolicy.enabled=false")
+        real_kube.kubectl("delete", "namespace", "outsider", "--wait=false")
+
+
+def upgrade(kube: Cluster, *values: str) -> None:
+    """``helm upgrade`` of the release with its values and ``values`` on top."""
+    helm(
+        kube,
+        "upgrade",
+        "stalk",
+        str(CHART),
+        f"--namespace={NAMESPACE}",
+        "--reuse-values",
+        *values,
+        "--wait",
+        "--timeout=3m",
+    )
+
+
+def component_ip(kube: Cluster, component: str) -> str:
+    """The pod IP of a component (the first pod of it, for Redis)."""
+    found = pods(kube, f"app.kubernetes.io/component={component}")
+    return str(found[0]["status"]["podIP"])
+
+
 @pytest.mark.bench
 @pytest.mark.timeout(1200)
 def test_bench_reaction_by_stage(real_kube: Cluster, release: str):
