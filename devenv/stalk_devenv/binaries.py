@@ -290,7 +290,7 @@ def _kube_router(builder: Builder) -> None:
 
 
 ADDON_STAGES = (
-    Stage("kube-router (NetworkPolicy enforcement)", ADDON_BINARIES, "about 4 min", _kube_router),
+    Stage("kube-router (NetworkPolicy enforcement)", ADDON_BINARIES, "about 3 min", _kube_router),
 )
 
 NODE_STAGES = (

@@ -19,6 +19,7 @@ import json
 import shlex
 import subprocess
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from stalk_devenv import images, node_config
@@ -70,6 +71,11 @@ class NodeNetwork:
         if self._forwarding is not None:
             IP_FORWARD.write_text(self._forwarding + "\n")
             self._forwarding = None
+
+
+def _timestamp(text: str) -> float:
+    """An RFC 3339 time as the CRI writes it (nanoseconds, ``Z``), as a Unix time."""
+    return datetime.fromisoformat(text).timestamp()
 
 
 def _remove_kubelet_chains() -> None:
@@ -302,16 +308,37 @@ class RealNode:
         )
         process.start(ready=lambda: "CoreDNS-" in process.log_tail(), timeout=30)
 
+    def crictl(self, *args: str) -> str:
+        """``crictl`` against this node's containerd; its output ('' on failure)."""
+        socket = f"unix://{self.paths.containerd_socket}"
+        return _sh(
+            str(self._bin / "crictl"), f"--runtime-endpoint={socket}", *args, check=False
+        ).stdout
+
+    def pod_start(self, namespace: str, pod: str) -> dict[str, float]:
+        """When the runtime made the pod's sandbox and created and started each of its
+        containers (wall clock, from containerd's nanosecond timestamps): the steps the
+        API shows only to the second, or late."""
+        times: dict[str, float] = {}
+        for sandbox in self.crictl("pods", "--namespace", namespace, "--name", pod, "-q").split():
+            status = json.loads(self.crictl("inspectp", sandbox) or "{}").get("status", {})
+            if status.get("metadata", {}).get("name") != pod:
+                continue
+            times["sandbox"] = _timestamp(status["createdAt"])
+            for container in self.crictl("ps", "-a", "--pod", sandbox, "-q").split():
+                state = json.loads(self.crictl("inspect", container) or "{}").get("status", {})
+                name = state.get("metadata", {}).get("name", container)
+                for event in ("created", "started", "finished"):
+                    stamp = state.get(f"{event}At", "")
+                    if stamp and not stamp.startswith("1970"):
+                        times[f"{name} {event}"] = _timestamp(stamp)
+        return times
+
     def _remove_pods(self) -> None:
         """Every container the node ran goes with it (containerd keeps them otherwise)."""
         if "containerd" not in self.processes:
             return
-        crictl = [
-            str(self._bin / "crictl"),
-            f"--runtime-endpoint=unix://{self.paths.containerd_socket}",
-        ]
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            pods = _sh(*crictl, "pods", "-q", check=False).stdout.split()
-            for pod in pods:
-                _sh(*crictl, "stopp", pod, check=False)
-                _sh(*crictl, "rmp", pod, check=False)
+            for pod in self.crictl("pods", "-q").split():
+                self.crictl("stopp", pod)
+                self.crictl("rmp", pod)
