@@ -11,9 +11,10 @@ setup:
 
 ## test: everything CI runs: set-up, lint, type check, every test; the real-node tests
 ## (pods in containers) last, on their own, so their load never meets the timed tests.
+## The slowest tests are named at the end of each run, to keep CI's time in view.
 test: setup lint
-	$(VENV)/pytest
-	$(VENV)/pytest -m 'realnode and not bench' -p no:randomly tests/e2e
+	$(VENV)/pytest --durations=12
+	$(VENV)/pytest -m 'realnode and not bench' -p no:randomly --durations=12 tests/e2e
 
 lint:
 	$(VENV)/ruff check .
