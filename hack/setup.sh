@@ -8,12 +8,27 @@ cd "$(dirname "$0")/.."
 log() { echo "[setup] $*" >&2; }
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
-# 1. Debian packages: real Redis and Sentinel for the tests.
-if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/null; then
-  log "installing redis-server and redis-sentinel"
+# Debian packages, with nothing started on install: the tests and the devenv run their
+# own servers with their own configuration.
+apt_install() {
+  local policy=/usr/sbin/policy-rc.d created=""
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod +x "$policy"
+    created=1
+  fi
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends \
-    redis-server redis-sentinel >/dev/null
+    "$@" >/dev/null
+  if [[ -n $created ]]; then as_root rm -f "$policy"; fi
+}
+
+# 1. Debian packages: real Redis and Sentinel for the tests, and Prometheus (with
+#    promtool) for the monitoring tests.
+if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/null ||
+  ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  log "installing redis-server, redis-sentinel and prometheus"
+  apt_install redis-server redis-sentinel prometheus
 fi
 
 # 2. The virtualenv, reinstalled only when pyproject.toml changes.
@@ -57,16 +72,7 @@ else
   done
   if ((${#missing[@]})); then
     log "installing ${missing[*]}"
-    # Nothing starts on install: the devenv runs containerd itself, with its own config.
-    policy=/usr/sbin/policy-rc.d
-    created_policy=""
-    if [[ ! -e $policy ]]; then
-      printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created_policy=1
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null
-    [[ -n $created_policy ]] && rm -f "$policy"
+    apt_install "${missing[@]}"
   fi
   node_bin_dir=$(PYTHONPATH=devenv .venv/bin/python -m stalk_devenv.binaries --node)
   log "real node binaries: $node_bin_dir"
