@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from chart import CHART, KUBE_VERSION, RENDERINGS, ROOT, find, helm_binary, render
+from chart import CHART, KUBE_VERSION, MONITORING_API, RENDERINGS, ROOT, find, helm_binary, render
 
 
 @pytest.fixture(scope="module")
@@ -130,25 +130,40 @@ def _flower(docs: list[dict]) -> dict | None:
     )
 
 
+def _flower_auth_refs(docs: list[dict]) -> set[tuple[str, str]]:
+    """The (Secret, key) pairs Flower's container reads its login from."""
+    env = _flower(docs)["spec"]["template"]["spec"]["containers"][0]["env"]
+    return {
+        (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in env
+        if e["name"].startswith("FLOWER_AUTH_")
+    }
+
+
 def test_flower_toggles(helm):
     assert _flower(render(helm, "--set", "flower.enabled=false")) is None
     docs = render(helm)
-    env = {e["name"]: e for e in _flower(docs)["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"] == {
-        "name": "stalk-flower-auth",
-        "key": "auth",
+    assert _flower_auth_refs(docs) == {
+        ("stalk-flower-auth", "username"),
+        ("stalk-flower-auth", "password"),
     }, "basic auth is on by default"
+    env = {e["name"]: e for e in _flower(docs)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FLOWER_BASIC_AUTH"]["value"] == "$(FLOWER_AUTH_USERNAME):$(FLOWER_AUTH_PASSWORD)"
     assert any(d["kind"] == "Secret" and d["metadata"]["name"] == "stalk-flower-auth" for d in docs)
     open_flower = render(helm, "--set", "flower.basicAuth.enabled=false")
     env = _flower(open_flower)["spec"]["template"]["spec"]["containers"][0]["env"]
     assert "FLOWER_BASIC_AUTH" not in {e["name"] for e in env}
     assert not any(d["kind"] == "Secret" and "flower" in d["metadata"]["name"] for d in open_flower)
-    own = render(helm, "--set", "flower.basicAuth.existingSecret=my-flower")
-    env = {e["name"]: e for e in _flower(own)["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["FLOWER_BASIC_AUTH"]["valueFrom"]["secretKeyRef"]["name"] == "my-flower"
+    own = render(helm, "--set", "flower.basicAuth.existingSecret=my-flower", *MONITORING_API)
+    assert _flower_auth_refs(own) == {("my-flower", "username"), ("my-flower", "password")}
     assert not any(d["kind"] == "Secret" and "flower" in d["metadata"]["name"] for d in own), (
         "no Secret generated beside yours"
     )
+    # The scrape reads your Secret with the very keys Flower does (it once asked for keys
+    # that Flower's own reference and the docs never mentioned).
+    monitor = find(own, "ServiceMonitor", "flower")
+    basic_auth = monitor["spec"]["endpoints"][0]["basicAuth"]
+    assert {(ref["name"], ref["key"]) for ref in basic_auth.values()} == _flower_auth_refs(own)
     [ingress] = [
         d
         for d in render(
