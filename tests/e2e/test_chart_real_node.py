@@ -342,8 +342,8 @@ PROBE = """
 import socket, sys, time
 def opens(host, port):
     # The enforcer learns a new pod's address from the API a moment after the pod
-    # starts: a port counts as closed only if it stays closed for 8 s.
-    deadline = time.monotonic() + 8
+    # starts: a port counts as closed only if it stays closed for 5 s.
+    deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
             socket.create_connection((host, int(port)), timeout=2).close()
@@ -379,8 +379,9 @@ def test_network_policies_let_exactly_the_intended_traffic_through(
 ):
     """With kube-router enforcing them: Redis and Sentinel answer this release, its
     workers and the applications named as clients, and nobody else, not even a pod of
-    another namespace wearing a worker's label; the operator's metrics and Flower stay
-    reachable for monitoring; tasks still flow and `helm test` passes."""
+    another namespace wearing a worker's label; Flower answers its named clients; and
+    Prometheus (as the Prometheus Operator labels its pods) still scrapes the operator
+    and Flower. Tasks still flow and `helm test` passes."""
     redis_ip = component_ip(real_kube, "redis")
     targets = {
         "redis": f"{redis_ip}:6379",
@@ -389,6 +390,7 @@ def test_network_policies_let_exactly_the_intended_traffic_through(
         "flower": f"{component_ip(real_kube, 'flower')}:5555",
     }
     worker_label = {"app.kubernetes.io/managed-by": "stalk-operator"}
+    prometheus_label = {"app.kubernetes.io/name": "prometheus"}
     real_kube.kubectl("create", "namespace", "outsider")
     try:
         assert all(reachable(real_kube, "probe-open", "outsider", {}, targets).values()), (
@@ -399,27 +401,38 @@ def test_network_policies_let_exactly_the_intended_traffic_through(
             "--set=networkPolicy.enabled=true",
             '--set-json=networkPolicy.extraRedisClients=[{"podSelector":{"matchLabels":'
             f'{{"{producer.PRODUCER_LABEL}":"true"}}}}}}]',
+            '--set-json=networkPolicy.flowerClients=[{"namespaceSelector":{"matchLabels":'
+            '{"kubernetes.io/metadata.name":"ingress"}}}]',
         )
-        outsider = reachable(real_kube, "probe-outsider", "outsider", {}, targets)
-        forged = reachable(real_kube, "probe-forged", "outsider", worker_label, targets)
-        worker = reachable(real_kube, "probe-worker", NAMESPACE, worker_label, targets)
-        print(f"\nwith NetworkPolicies: outsider {outsider}; forged worker label {forged}")
-        closed_to_others = {
-            "redis": False,
-            "sentinel": False,
-            "operator metrics": True,
-            "flower": True,
+        seen = {
+            "outsider": reachable(real_kube, "probe-outsider", "outsider", {}, targets),
+            "forged worker label": reachable(
+                real_kube, "probe-forged", "outsider", worker_label, targets
+            ),
+            "prometheus": reachable(
+                real_kube, "probe-prometheus", "outsider", prometheus_label, targets
+            ),
+            "worker": reachable(real_kube, "probe-worker", NAMESPACE, worker_label, targets),
         }
-        assert outsider == closed_to_others
-        assert forged == closed_to_others, "a label alone does not open Redis"
-        assert worker["redis"] and worker["sentinel"], worker
+        print(f"\nwith NetworkPolicies (reachable): {seen}")
+        nothing = dict.fromkeys(targets, False)
+        assert seen["outsider"] == nothing
+        assert seen["forged worker label"] == nothing, "a label alone does not open Redis"
+        assert seen["prometheus"] == {**nothing, "operator metrics": True, "flower": True}, (
+            "monitoring reaches the metrics, and Flower beside its own clients"
+        )
+        assert seen["worker"]["redis"] and seen["worker"]["sentinel"]
 
         produce(real_kube, "policed", "--queue=jobs", "--count=8", "--seconds=0.5")
         produced(real_kube, "policed", timeout=180)
         tested = helm(real_kube, "test", "stalk", f"--namespace={NAMESPACE}", "--timeout=2m")
         assert "Phase:          Succeeded" in tested, tested
     finally:
-        upgrade(real_kube, "--set=networkPolicy.enabled=false")
+        upgrade(
+            real_kube,
+            "--set=networkPolicy.enabled=false",
+            "--set-json=networkPolicy.flowerClients=[]",
+        )
         real_kube.kubectl("delete", "namespace", "outsider", "--wait=false")
 
 

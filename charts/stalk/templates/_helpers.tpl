@@ -52,6 +52,17 @@ app.kubernetes.io/component: operator
 {{- $namespaces | uniq | join "," }}
 {{- end }}
 
+{{/* An ingress rule for a metrics port: from the monitoring clients, or anyone if none
+are named. Takes the root context as `ctx` and the port's name as `port`. */}}
+{{- define "stalk.networkPolicy.metricsRule" -}}
+- ports:
+    - {port: {{ .port }}}
+{{- with .ctx.Values.networkPolicy.monitoringClients }}
+  from:
+    {{- toYaml . | nindent 4 }}
+{{- end }}
+{{- end }}
+
 {{/* Namespaces whose Stalk worker pods may reach Redis, as a YAML list. */}}
 {{- define "stalk.workerNamespaces" -}}
 {{- $namespaces := list .Release.Namespace }}
