@@ -87,6 +87,8 @@ def conventions_template() -> str:
         f'{{{{- define "stalk.uid" -}}}}{conventions.RUNTIME_UID}{{{{- end }}}}\n'
         f'{{{{- define "stalk.workerManagedBy" -}}}}{conventions.WORKER_MANAGED_BY}'
         "{{- end }}\n"
+        f'{{{{- define "stalk.agentHealthPort" -}}}}{conventions.AGENT_HEALTH_PORT}'
+        "{{- end }}\n"
     )
 
 

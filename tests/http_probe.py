@@ -17,3 +17,14 @@ def http_status(url: str, auth: str | None = None) -> int:
             return int(reply.status)
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def http_body(url: str) -> str:
+    """The body, whatever the status ('' when nothing answers)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return str(reply.read().decode())
+    except urllib.error.HTTPError as exc:
+        return str(exc.read().decode())
+    except OSError:
+        return ""

@@ -11,3 +11,7 @@ RUNTIME_UID = 10001
 WORKER_MANAGED_BY = "stalk-operator"
 """``app.kubernetes.io/managed-by`` of every worker Deployment and pod the operator runs:
 how the operator's watch, the chart's NetworkPolicies and the local kubelet find them."""
+
+AGENT_HEALTH_PORT = 8801
+"""Where the Stalk agent serves ``/healthz`` in a worker or beat container: the agent's
+default, the port of the worker pods the operator renders, and the chart's beat probe."""

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from stalk_config import conventions
+
 from stalk_operator.model import TaskQueue
 
 AGENT_MODULE = "stalk_agent.boot"
 AGENT_DIR = "/opt/stalk-agent"
 AGENT_VOLUME = "stalk-agent"
-AGENT_HEALTH_PORT = 8801
+AGENT_HEALTH_PORT = conventions.AGENT_HEALTH_PORT
 INJECTED, INSTALLED, DISABLED = "Injected", "Installed", "Disabled"
 SOFT_LIMIT_MARGIN_SECONDS = 30
 """The soft time limit comes this much before the hard one, for the task to clean up."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -14,9 +15,10 @@ import time
 import pytest
 import redis
 from chart import find, helm_binary, render
+from http_probe import http_body, http_status
 from stalk_agent.beat import parse_schedule
 from stalk_config import SettingsError
-from stalk_devenv.process import ManagedProcess, wait_until
+from stalk_devenv.process import ManagedProcess, free_port, wait_until
 from stalk_devenv.redis import RedisServer
 
 PERIODS = {"every-2s": 2, "every-3s": 3}
@@ -79,7 +81,16 @@ class Arrivals:
 
 def start_two_beats(argv: list[str], env: dict[str, str], workdir) -> list[ManagedProcess]:
     """Two beats of the same command (a rollout overlap, or a stuck pod and its successor)."""
-    beats = [ManagedProcess(f"beat-{i}", argv, workdir, env={**os.environ, **env}) for i in (0, 1)]
+    beats = [
+        ManagedProcess(
+            f"beat-{i}",
+            argv,
+            workdir,
+            # Two pods have a network each; two processes here need a health port each.
+            env={**os.environ, **env, "STALK_AGENT_HEALTH_PORT": str(free_port())},
+        )
+        for i in (0, 1)
+    ]
     for beat in beats:
         beat.start()
     return beats
@@ -252,3 +263,39 @@ def test_a_beat_started_before_its_broker_waits_for_it(beat_pod, tmp_path):
             server.stop()
     finally:
         beat.stop(grace=5)
+
+
+def test_a_beat_that_stops_ticking_fails_its_liveness_probe(beat_pod, tmp_path):
+    """Beat hung on a broker that holds its connection without answering fires nothing
+    and logs nothing: ``/healthz``, the chart's liveness probe, turns 503 once its loop
+    has not ticked for the stale limit, and 200 again when it ticks."""
+    command, env = beat_pod
+    server = RedisServer(tmp_path / "redis", password="secret").start()
+    port = free_port()
+    env.update(
+        STALK_BROKER_URL=server.url,
+        STALK_REDIS_PASSWORD="secret",
+        STALK_SENTINEL_MASTER="",
+        STALK_AGENT_HEALTH_PORT=str(port),
+        STALK_AGENT_HEALTH_STALE_SECONDS="4",
+    )
+    beat = ManagedProcess(
+        "beat", [sys.executable, "-m", *command], tmp_path, env={**os.environ, **env}
+    )
+    beat.start()
+    healthz = f"http://127.0.0.1:{port}/healthz"
+    try:
+        wait_until(lambda: "last beat" in http_body(healthz), 30, "beat's first tick")
+        assert http_status(healthz) == 200
+        assert server.process is not None and server.process.pid is not None
+        redis_pid = server.process.pid
+        os.kill(redis_pid, signal.SIGSTOP)  # the broker hangs, its connections open
+        try:
+            wait_until(lambda: http_status(healthz) == 503, 30, "the probe to fail")
+            assert beat.running(), "hung, not crashed: only the probe can tell"
+        finally:
+            os.kill(redis_pid, signal.SIGCONT)
+        wait_until(lambda: http_status(healthz) == 200, 60, "beat to tick again")
+    finally:
+        beat.stop(grace=5)
+        server.stop()

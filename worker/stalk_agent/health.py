@@ -1,16 +1,20 @@
 """``/healthz`` for a liveness probe that needs nothing in the worker's image.
 
-A daemon thread serves HTTP; it answers from the heartbeat the event loop leaves (see
-:class:`stalk_agent.steps.Heartbeat`), never from the broker: ``celery inspect ping``
+A daemon thread serves HTTP; it answers from the heartbeat the event loop leaves (a
+worker's: :class:`stalk_agent.steps.Heartbeat`; beat's: each tick of
+:class:`stalk_agent.scheduler.Scheduler`), never from the broker: ``celery inspect ping``
 goes through the broker, so a busy broker would fail healthy workers.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
+
+logger = logging.getLogger(__name__)
 
 STARTUP_GRACE_SECONDS = 120.0
 """Before the first beat (the worker is still connecting), the worker counts as alive."""
@@ -41,6 +45,23 @@ class Heart:
             return waited < STARTUP_GRACE_SECONDS, f"starting for {waited:.0f}s"
         age = now - self.last_beat
         return age <= stale_after, f"last beat {age:.1f}s ago (limit {stale_after:.0f}s)"
+
+
+_serving: dict[int, ThreadingHTTPServer] = {}
+
+
+def serve_once(port: int, stale_after: float) -> ThreadingHTTPServer | None:
+    """:func:`serve`, unless this process already serves ``port`` (Celery may build a
+    scheduler more than once). A port already taken is said once and is no reason to stop
+    the process (as for a worker, whose ``worker_init`` handlers Celery runs robustly):
+    the liveness probe then tells."""
+    if port not in _serving:
+        try:
+            _serving[port] = serve(port, stale_after)
+        except OSError as exc:
+            logger.warning("cannot serve /healthz on :%d: %s", port, exc)
+            return None
+    return _serving[port]
 
 
 def serve(port: int, stale_after: float) -> ThreadingHTTPServer:

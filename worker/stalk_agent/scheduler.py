@@ -4,8 +4,11 @@ app's own, and a celery-redbeat lock so that a second beat never fires an entry 
 
 Everything is applied when Celery builds the scheduler, before beat connects. A beat that
 starts before its Redis (a fresh install: the StatefulSet is still electing its master)
-waits for it, rather than exiting into CrashLoopBackOff and its growing back-off. Needs
-celery-redbeat: in the image, or injected with the agent (``install --beat``).
+waits for it, rather than exiting into CrashLoopBackOff and its growing back-off. Each
+pass of beat's loop beats the agent's :class:`~stalk_agent.health.Heart`, so ``/healthz``
+(the liveness probe) fails for a beat that no longer ticks: a hung beat fires nothing and
+shows nothing otherwise. Needs celery-redbeat: in the image, or injected with the agent
+(``install --beat``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from stalk_broker.endpoint import BrokerEndpoint, connect
 
 from stalk_agent.beat import BeatSettings
 from stalk_agent.configure import apply_broker
+from stalk_agent.health import Heart, serve_once
 from stalk_agent.settings import AgentSettings
 
 logger = logging.getLogger(__name__)
@@ -29,8 +33,16 @@ BROKER_RETRY_MAX_SECONDS = 10.0
 
 class Scheduler(RedBeatScheduler):  # type: ignore[misc]
     def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
+        settings = AgentSettings.from_environ()
+        if settings.health_port:
+            serve_once(settings.health_port, settings.health_stale_seconds)
         wait_for_broker(configure(app))
         super().__init__(app, *args, **kwargs)
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        interval = float(super().tick(*args, **kwargs))
+        Heart.instance().beat()
+        return interval
 
 
 def wait_for_broker(endpoint: BrokerEndpoint) -> None:

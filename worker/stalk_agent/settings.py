@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stalk_broker.settings import BrokerSettings
-from stalk_config import env
+from stalk_config import conventions, env
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,12 @@ class AgentSettings(BrokerSettings):
     )
     health_port: int = env(
         "STALK_AGENT_HEALTH_PORT",
-        8801,
+        conventions.AGENT_HEALTH_PORT,
         "Port of the agent's `/healthz` (0: no server).",
     )
     health_stale_seconds: float = env(
         "STALK_AGENT_HEALTH_STALE_SECONDS",
         60.0,
-        "`/healthz` fails once the worker's event loop has not beaten for this long.",
+        "`/healthz` fails once the worker's event loop (or beat's loop) has not beaten for "
+        "this long.",
     )
