@@ -436,6 +436,17 @@ def test_network_policies_let_exactly_the_intended_traffic_through(
         real_kube.kubectl("delete", "namespace", "outsider", "--wait=false")
 
 
+def test_nothing_restarted_through_it_all(real_kube: Cluster, release: str):
+    """After the burst, the failover, the scale-downs and the policy switch, no container
+    of the release restarted: probes (beat's too) held, nothing crashed."""
+    restarts = {
+        f"{p['metadata']['name']}/{s['name']}": s["restartCount"]
+        for p in pods(real_kube, "app.kubernetes.io/instance=stalk")
+        for s in p["status"].get("containerStatuses", [])
+    }
+    assert restarts and set(restarts.values()) == {0}, restarts
+
+
 def upgrade(kube: Cluster, *values: str) -> None:
     """``helm upgrade`` of the release with its values and ``values`` on top."""
     helm(

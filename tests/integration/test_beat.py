@@ -299,3 +299,39 @@ def test_a_beat_that_stops_ticking_fails_its_liveness_probe(beat_pod, tmp_path):
     finally:
         beat.stop(grace=5)
         server.stop()
+
+
+def test_a_lock_lost_to_a_long_failover_is_taken_again_and_one_held_elsewhere_is_not(
+    beat_pod, tmp_path
+):
+    """When beat cannot renew its lock for longer than it lasts (a failover, say), the
+    lock expires: beat takes it again and goes on firing, without a restart. If another
+    beat holds it by then, this one stops rather than fire entries twice."""
+    command, env = beat_pod
+    server = RedisServer(tmp_path / "redis", password="secret").start()
+    env.update(
+        STALK_BROKER_URL=server.url,
+        STALK_REDIS_PASSWORD="secret",
+        STALK_SENTINEL_MASTER="",
+        STALK_AGENT_HEALTH_PORT="0",
+    )
+    beat = ManagedProcess(
+        "beat", [sys.executable, "-m", *command], tmp_path, env={**os.environ, **env}
+    )
+    client = server.client()
+    beat.start()
+    try:
+        await_lock([beat])
+        (lock,) = client.keys("*lock*")
+        client.delete(lock)  # expired while the broker was away
+        wait_until(lambda: "took it again" in beat.log_tail(50), 20, "beat to take the lock")
+        fired = client.llen("every-2s")
+        wait_until(lambda: client.llen("every-2s") > fired, 10, "beat to fire again")
+        assert beat.running()
+
+        client.set(lock, "another-beat", px=60_000)  # another beat took it meanwhile
+        wait_until(lambda: not beat.running(), 20, "beat to stop")
+        assert "LockNotOwnedError" in beat.log_tail(200)
+    finally:
+        beat.stop(grace=5)
+        server.stop()

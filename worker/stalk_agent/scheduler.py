@@ -40,7 +40,17 @@ class Scheduler(RedBeatScheduler):  # type: ignore[misc]
         super().__init__(app, *args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        interval = float(super().tick(*args, **kwargs))
+        try:
+            interval = float(super().tick(*args, **kwargs))
+        except redis.exceptions.LockNotOwnedError:
+            # The lock expired while beat could not renew it: a failover took longer than
+            # the lock lasts. Nobody holding it now, beat takes it again and goes on;
+            # another beat holding it, this one stops (its restart waits as a standby),
+            # so that no entry fires twice.
+            if not self.lock.acquire(blocking=False):
+                raise
+            logger.warning("beat: the lock expired (the broker was away); took it again")
+            interval = float(super().tick(*args, **kwargs))
         Heart.instance().beat()
         return interval
 
