@@ -465,12 +465,19 @@ def test_failover_under_load_with_the_chart_defaults(workers, tmp_path):
     instant before it died may never reach the replica that is promoted (measured: 0 or
     1 task in ~300, confirmed under 1 ms before the kill). The test allows a loss only
     in that window: anything confirmed earlier must be there.
+
+    The worker is restarted when it exits, as the kubelet restarts a worker container:
+    Celery's worker sometimes dies on the switch ("Unrecoverable error" from kombu while
+    it closes the lost connection; seen in CI about one run in three). A task it held then
+    stays in the broker's unacknowledged set until the visibility timeout hands it out
+    again: late, not lost, and counted apart.
     """
     with run_group(render_redis(), tmp_path / "group") as group:
         start_all_at_once(group)
         wait_until(group.healthy, 30, "the group to settle")
         env = group.celery_env(tmp_path / "scratch")
         worker = workers.start(env, queues=("default",), concurrency=4)
+        restarts = RestartOnExit(worker.process)
         with client_app(env) as app:
             # Only ids are kept: an AsyncResult left for the garbage collector after the
             # group is gone would make Celery's result backend retry it forever.
@@ -502,25 +509,30 @@ def test_failover_under_load_with_the_chart_defaults(workers, tmp_path):
 
             with connect(group.endpoint()) as backend:
 
-                def missing() -> list[float]:
+                def missing() -> list[tuple[float, str]]:
                     keys = [f"celery-task-meta-{task_id}" for _, task_id in confirmed]
                     metas = backend.mget(keys)
                     return [
-                        sent_at - killed_at
-                        for (sent_at, _), meta in zip(confirmed, metas, strict=True)
+                        (sent_at - killed_at, task_id)
+                        for (sent_at, task_id), meta in zip(confirmed, metas, strict=True)
                         if meta is None or json.loads(meta)["status"] != "SUCCESS"
                     ]
 
                 with contextlib.suppress(TimeoutError):
                     wait_until(lambda: not missing(), 60, "every confirmed task to finish")
-                lost = missing()
+                unfinished = missing()
+                held = unacknowledged_task_ids(backend)
+            restarts.stop()
+            lost = [t for t, task_id in unfinished if task_id not in held]
             after = [t for t, _ in confirmed if t > killed_at]
             first_after = min(after) - killed_at if after else float("inf")
             print(
                 f"\nfailover under load (chart defaults): {len(confirmed)} tasks confirmed, "
-                f"{len(confirmed) - len(lost)} completed, {len(lost)} lost "
+                f"{len(confirmed) - len(unfinished)} completed, {len(unfinished) - len(lost)} "
+                f"held for redelivery, {len(lost)} lost "
                 f"(confirmed {[round(t * 1000, 1) for t in lost]} ms from the kill); "
-                f"publishing resumed {first_after:.1f}s after the master was killed"
+                f"publishing resumed {first_after:.1f}s after the master was killed; "
+                f"worker restarts {restarts.count}"
             )
             outside = [t for t in lost if not -0.1 < t <= 0]
             assert not outside, (
@@ -529,3 +541,33 @@ def test_failover_under_load_with_the_chart_defaults(workers, tmp_path):
                 f"ends:\n{worker.log()[-6000:]}"
             )
             assert first_after <= 15, f"tasks flowed again only after {first_after:.1f}s"
+
+
+class RestartOnExit:
+    """Starts ``process`` again whenever it exits, as the kubelet does for a container
+    with ``restartPolicy: Always``; counts the restarts."""
+
+    def __init__(self, process: ManagedProcess) -> None:
+        self.count = 0
+        self._stopped = threading.Event()
+        self._process = process
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(0.5):
+            if not self._process.running():
+                self.count += 1
+                self._process.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def unacknowledged_task_ids(client: redis.Redis) -> set[str]:
+    """Task ids in kombu's unacknowledged set: taken by a worker that went away before
+    acknowledging, handed out again once the visibility timeout passes."""
+    held = set()
+    for raw in client.hvals("unacked"):
+        message = json.loads(raw)[0]
+        held.add(str(message.get("headers", {}).get("id", "")))
+    return held
