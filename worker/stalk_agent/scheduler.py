@@ -29,6 +29,8 @@ from stalk_agent.settings import AgentSettings
 
 logger = logging.getLogger(__name__)
 BROKER_RETRY_MAX_SECONDS = 10.0
+BROKER_RETRY_SECONDS = 1.0
+"""How soon beat's loop tries again after the broker failed a tick."""
 
 
 class Scheduler(RedBeatScheduler):  # type: ignore[misc]
@@ -51,6 +53,12 @@ class Scheduler(RedBeatScheduler):  # type: ignore[misc]
                 raise
             logger.warning("beat: the lock expired (the broker was away); took it again")
             interval = float(super().tick(*args, **kwargs))
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            # The broker is failing over ("The previous master is now a slave") or away:
+            # try again shortly, through the Sentinels. The heart does not beat meanwhile,
+            # so a broker away for longer than the stale limit still shows on /healthz.
+            logger.warning("beat: the broker is away (%s); trying again", exc)
+            return BROKER_RETRY_SECONDS
         Heart.instance().beat()
         return interval
 
