@@ -14,7 +14,7 @@ from typing import Any
 from celery import signals
 
 from stalk_agent.configure import apply_broker
-from stalk_agent.health import serve
+from stalk_agent.health import serve_once
 from stalk_agent.settings import AgentSettings
 from stalk_agent.steps import Heartbeat, LoadReporter
 
@@ -30,7 +30,7 @@ def attach(sender: Any, **_: Any) -> None:
     if settings.pool:
         app.steps["consumer"].add(LoadReporter)
     if settings.health_port:
-        serve(settings.health_port, settings.health_stale_seconds)
+        serve_once(settings.health_port, settings.health_stale_seconds)
     logger.info(
         "Stalk agent attached: pool %s, broker %s, /healthz on :%d",
         settings.pool or "(none)",

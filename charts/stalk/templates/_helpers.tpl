@@ -67,10 +67,9 @@ are named. Takes the root context as `ctx` and the port's name as `port`. */}}
 {{- define "stalk.workerNamespaces" -}}
 {{- $namespaces := list .Release.Namespace }}
 {{- if not .Values.operator.clusterWide }}
-{{- range .Values.operator.watchNamespaces }}{{ $namespaces = append $namespaces . }}{{ end }}
+{{- $namespaces = splitList "," (include "stalk.operator.namespaces" .) }}
 {{- end }}
-{{- range .Values.networkPolicy.workerNamespaces }}{{ $namespaces = append $namespaces . }}{{ end }}
-{{- toYaml ($namespaces | uniq) }}
+{{- toYaml (concat $namespaces .Values.networkPolicy.workerNamespaces | uniq) }}
 {{- end }}
 
 {{- define "stalk.image" -}}
