@@ -30,8 +30,8 @@ integration: setup
 e2e: setup
 	$(VENV)/pytest tests/e2e
 
-## bench: the benchmarks (reaction, breadth, grace) and the fault suite at full length;
-## they print their figures.
+## bench: the benchmarks (reaction, breadth, grace), the fault suite at full length, and
+## Stalk beside KEDA on four traces (writes docs/bench/keda/); they print their figures.
 ## test-realnode: only the real-node tests (containerd, kubelet; root and Debian's container packages).
 test-realnode: setup
 	$(VENV)/pytest -m 'realnode and not bench' -p no:randomly tests/e2e
@@ -39,6 +39,7 @@ test-realnode: setup
 bench: setup
 	$(VENV)/pytest -m bench -s -p no:randomly
 	STALK_FAULTS=full $(VENV)/pytest -s -p no:randomly tests/e2e/test_fault_suite.py
+	$(DEVENV) $(VENV)/python -m stalk_devenv.versus --mode full
 
 ## demo: the whole stack on a local control plane, autoscaling real workers.
 demo: setup

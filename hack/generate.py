@@ -89,6 +89,8 @@ def conventions_template() -> str:
         "{{- end }}\n"
         f'{{{{- define "stalk.agentHealthPort" -}}}}{conventions.AGENT_HEALTH_PORT}'
         "{{- end }}\n"
+        f'{{{{- define "stalk.agentPortName" -}}}}{conventions.AGENT_PORT_NAME}'
+        "{{- end }}\n"
     )
 
 
@@ -173,8 +175,10 @@ def helm_manifests(helm: str) -> dict[str, str]:
         if not doc or "helm.sh/hook" in (doc["metadata"].get("annotations") or {}):
             continue
         labels = doc["metadata"].get("labels") or {}
+        template = doc.get("spec", {}).get("template", {}).get("metadata", {})
         for helm_only in ("helm.sh/chart", "app.kubernetes.io/managed-by"):
             labels.pop(helm_only, None)
+            (template.get("labels") or {}).pop(helm_only, None)
         doc["metadata"].pop("namespace", None)  # kustomize sets it
         kind = doc["kind"]
         if any(label.startswith("rbac.authorization.k8s.io/aggregate-to-") for label in labels):

@@ -42,11 +42,15 @@ if [[ ! -f $stamp ]]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+checkov=$(PYTHON="$python" bash hack/checkov.sh)
+log "checkov (the chart's policy scan): $checkov"
 
-# 3. The control plane (etcd, kube-apiserver, ...), kwok and helm, from Go modules.
+# 3. The control plane (etcd, kube-apiserver, ...), kwok, helm and KEDA, from Go modules.
 if command -v go >/dev/null; then
   bin_dir=$(PYTHONPATH=devenv .venv/bin/python -m stalk_devenv.binaries)
   log "control-plane binaries: $bin_dir"
+  keda_dir=$(PYTHONPATH=devenv .venv/bin/python -m stalk_devenv.binaries --keda)
+  log "KEDA (the side-by-side benchmark): $keda_dir"
   crd_dir=$(bash hack/monitoring-crds.sh)
   log "Prometheus Operator CRDs (to validate the chart's monitoring objects): $crd_dir"
 else

@@ -11,19 +11,23 @@ from typing import Any
 
 import pytest
 from stalk_devenv.binaries import BinariesMissingError, find_binaries
-from stalk_devenv.controlplane import ControlPlane, wait_established
+from stalk_devenv.controlplane import ControlPlane, secret_args, wait_established
 from stalk_devenv.process import wait_until
 
 
-def require_binaries() -> Path:
-    """The built Kubernetes binaries and helm: a skip where they were never built, a
-    failure in CI, where hack/setup.sh must have built them."""
+def require_built(find: Callable[[], Path] = find_binaries, what: str = "Kubernetes") -> Path:
+    """Binaries built from Go modules (by default the Kubernetes ones and helm): a skip
+    where they were never built, a failure in CI, where hack/setup.sh must build them."""
     try:
-        return find_binaries()
+        return find()
     except BinariesMissingError as exc:
         if os.environ.get("CI"):
-            pytest.fail(f"the Kubernetes binaries are missing in CI: {exc}")
-        pytest.skip(f"no Kubernetes binaries here (run hack/setup.sh): {exc}")
+            pytest.fail(f"the {what} binaries are missing in CI: {exc}")
+        pytest.skip(f"no {what} binaries here (run hack/setup.sh): {exc}")
+
+
+def require_binaries() -> Path:
+    return require_built()
 
 
 class Cluster:
@@ -76,14 +80,7 @@ class Cluster:
         return created.stderr
 
     def create_secret(self, namespace: str, name: str, **data: str) -> None:
-        self.kubectl(
-            "create",
-            "secret",
-            "generic",
-            name,
-            *(f"--from-literal={k}={v}" for k, v in data.items()),
-            namespace=namespace,
-        )
+        self.kubectl(*secret_args(name, data), namespace=namespace)
 
     def taskqueue_status(self, namespace: str, name: str) -> dict[str, Any]:
         return dict(self.get_json("taskqueue", name, namespace=namespace).get("status", {}))

@@ -50,6 +50,11 @@ def plain_client(url: str) -> Any:
     return open_client
 
 
+LONG_TASK_SECONDS = 16
+"""The grace scenario's long tasks: still running ~10 s after the pool starts to shrink."""
+GRACE_SECONDS = 6
+
+
 def grace_scenario(
     cluster,
     namespace,
@@ -70,13 +75,15 @@ def grace_scenario(
         taskqueue(
             "crunch",
             ["crunch"],
-            # A 3 s grace period, shorter than the long tasks: a busy worker chosen as a
-            # victim is killed mid-task, so the test sees every wrong choice.
+            # A grace period shorter than what is left of the long tasks when the pool
+            # shrinks: a busy worker chosen as a victim is killed mid-task, so the test
+            # sees every wrong choice; long enough for an idle worker's warm shutdown on
+            # a loaded machine (3 s was not, in CI).
             worker={
                 **app.worker,
                 "concurrency": 1,
                 "taskTimeLimitSeconds": 60,
-                "terminationGracePeriodSeconds": 3,
+                "terminationGracePeriodSeconds": GRACE_SECONDS,
             },
             scaling={
                 "minReplicas": 4,
@@ -95,7 +102,7 @@ def grace_scenario(
         pool_key = f"stalk:pool:{namespace}/crunch"
         wait_for(lambda: redis_db.client().hlen(pool_key) == 4, 30, "4 workers reporting load")
     with app.client(redis_db) as client:
-        durations = [1, 1, 12, 12]
+        durations = [1, 1, LONG_TASK_SECONDS, LONG_TASK_SECONDS]
         results = [
             client.send_task(app.sleep, args=app.sleep_args(d, f"task-{i}"), queue="crunch")
             for i, d in enumerate(durations)
@@ -117,7 +124,7 @@ def grace_scenario(
         outcomes = []
         for result in results:
             try:
-                outcomes.append(result.get(timeout=25))
+                outcomes.append(result.get(timeout=LONG_TASK_SECONDS + 15))
             except Exception:
                 outcomes.append(None)
     watch.wait_for(0, 30)

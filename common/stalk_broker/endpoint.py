@@ -4,10 +4,20 @@ Celery and redis-py spell the same broker differently: Celery wants one URL (a
 ``;``-separated list of ``sentinel://`` URLs plus a ``master_name`` transport option),
 redis-py wants a ``Sentinel`` object and ``master_for``. One parsed ``BrokerEndpoint``
 serves both, and keeps passwords out of its ``repr`` so that it can be logged.
+
+TLS is one switch for every link: to the Redis server and, behind Sentinel, to the
+Sentinels as well (a ``sentinel://`` URL cannot say ``rediss``, so it is told). The
+server is always verified, against ``ca_file`` or the system's CAs, host name included:
+Sentinel names the master as it was announced (the chart announces DNS names), and the
+certificate must carry that name. Celery, kombu and redbeat each take the options in
+their own key (``broker_use_ssl``, ``redis_backend_use_ssl``, ``redbeat_redis_use_ssl``,
+and ``sentinel_kwargs`` for the Sentinel links); :meth:`BrokerEndpoint.celery_ssl` and
+:meth:`BrokerEndpoint.celery_transport_options` give them.
 """
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 from urllib.parse import quote, unquote, urlsplit
@@ -51,7 +61,14 @@ class BrokerEndpoint:
     """The Redis database number."""
 
     tls: bool = False
-    """``rediss://``: TLS to the Redis server."""
+    """TLS to the Redis server and to the Sentinels (``rediss://``, or told so)."""
+
+    ca_file: str | None = None
+    """PEM file of the CAs that sign the server certificates; ``None``: the system's."""
+
+    ca_data: str | None = None
+    """The same CAs as PEM text, for a process that reads them from a Secret (the
+    operator) rather than a mounted file."""
 
     password: str | None = field(default=None, repr=False)
     """The password of the Redis server (``requirepass``)."""
@@ -77,8 +94,12 @@ class BrokerEndpoint:
         password: str | None = None,
         sentinel_password: str | None = None,
         db: int | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
+        ca_data: str | None = None,
     ) -> BrokerEndpoint:
-        """Parse a Celery broker URL; explicit arguments win over what the URL says."""
+        """Parse a Celery broker URL; explicit arguments win over what the URL says
+        (``tls`` turns TLS on; ``rediss://`` needs no telling)."""
         parts = [p.strip() for p in url.split(";") if p.strip()]
         if not parts:
             raise ValueError("empty broker URL")
@@ -102,7 +123,9 @@ class BrokerEndpoint:
             sentinel=scheme == _SENTINEL_SCHEME,
             master_name=master_name,
             db=url_db if db is None else db,
-            tls=scheme == "rediss",
+            tls=tls or scheme == "rediss",
+            ca_file=ca_file,
+            ca_data=ca_data,
             password=password if password is not None else _unquoted(first.password),
             sentinel_password=sentinel_password,
             username=_unquoted(first.username),
@@ -114,13 +137,23 @@ class BrokerEndpoint:
     @property
     def identity(self) -> tuple[Any, ...]:
         """What makes two endpoints the same broker, passwords aside."""
-        return (self.hosts, self.sentinel, self.master_name, self.db, self.tls, self.username)
+        return (
+            self.hosts,
+            self.sentinel,
+            self.master_name,
+            self.db,
+            self.tls,
+            self.ca_file,
+            self.ca_data,
+            self.username,
+        )
 
     def describe(self) -> str:
         """A human-readable location with no secrets, for logs, status and Events."""
         hosts = ",".join(f"{h}:{p}" for h, p in self.hosts)
         if self.sentinel:
-            return f"sentinel://{hosts}/{self.db} (master {self.master_name})"
+            tls = ", TLS" if self.tls else ""
+            return f"sentinel://{hosts}/{self.db} (master {self.master_name}{tls})"
         return f"{'rediss' if self.tls else 'redis'}://{hosts}/{self.db}"
 
     def celery_url(self) -> str:
@@ -135,9 +168,45 @@ class BrokerEndpoint:
         """The Sentinel part of Celery's transport options (empty for a direct broker)."""
         if not self.sentinel:
             return {}
-        options: dict[str, Any] = {"master_name": self.master_name}
+        # Always given: kombu would copy the socket options to the Sentinel links only
+        # when none are, and Celery's result backend never does (they would wait forever).
+        timeouts = {
+            name: CELERY_SOCKET_OPTIONS[name]
+            for name in ("socket_timeout", "socket_connect_timeout")
+        }
+        return {
+            "master_name": self.master_name,
+            "sentinel_kwargs": {**timeouts, **self.sentinel_link_kwargs()},
+        }
+
+    def sentinel_link_kwargs(self) -> dict[str, Any]:
+        """redis-py arguments of the links to the Sentinels: their password and TLS."""
+        kwargs = self.ssl_kwargs()
         if self.sentinel_password is not None:
-            options["sentinel_kwargs"] = {"password": self.sentinel_password}
+            kwargs["password"] = self.sentinel_password
+        return kwargs
+
+    def ssl_kwargs(self) -> dict[str, Any]:
+        """redis-py's TLS arguments: server verified, host name included."""
+        if not self.tls:
+            return {}
+        return {
+            "ssl": True,
+            "ssl_cert_reqs": "required",
+            "ssl_ca_certs": self.ca_file,
+            "ssl_ca_data": self.ca_data,
+        }
+
+    def celery_ssl(self) -> dict[str, Any] | None:
+        """What Celery's ``broker_use_ssl``, ``redis_backend_use_ssl`` and redbeat's
+        ``redbeat_redis_use_ssl`` take; ``None`` without TLS."""
+        if not self.tls:
+            return None
+        options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        if self.ca_file:
+            options["ssl_ca_certs"] = self.ca_file
+        if self.ca_data:
+            options["ssl_ca_data"] = self.ca_data
         return options
 
 
@@ -152,12 +221,12 @@ def _client_kwargs(endpoint: BrokerEndpoint, socket_timeout: float) -> dict[str,
         "username": endpoint.username,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": socket_timeout,
-        "ssl": endpoint.tls,
+        **endpoint.ssl_kwargs(),
     }
 
 
 def _sentinel_kwargs(endpoint: BrokerEndpoint, socket_timeout: float) -> dict[str, Any]:
-    return {"password": endpoint.sentinel_password, "socket_timeout": socket_timeout}
+    return {"socket_timeout": socket_timeout, **endpoint.sentinel_link_kwargs()}
 
 
 def connect(endpoint: BrokerEndpoint, *, socket_timeout: float = 2.0) -> redis.Redis:

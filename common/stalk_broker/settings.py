@@ -40,6 +40,16 @@ class BrokerSettings:
         None,
         "Password of the Sentinels themselves, if they have one.",
     )
+    redis_tls: bool = env(
+        "STALK_REDIS_TLS",
+        False,
+        "TLS to Redis and its Sentinels, the server verified (`rediss://` implies it).",
+    )
+    redis_ca_file: str | None = env(
+        "STALK_REDIS_CA_FILE",
+        None,
+        "PEM file of the CAs that sign Redis' certificates; unset: the system's CAs.",
+    )
     global_keyprefix: str = env(
         "STALK_GLOBAL_KEYPREFIX", "", "kombu `global_keyprefix`: prefix for every Redis key."
     )
@@ -61,6 +71,8 @@ class BrokerSettings:
             url,
             master_name=self.sentinel_master if url.startswith("sentinel://") else None,
             sentinel_password=reveal(self.sentinel_password),
+            tls=self.redis_tls,
+            ca_file=self.redis_ca_file,
         )
         if self.redis_password is not None:
             endpoint = endpoint.with_password(self.redis_password.reveal())

@@ -52,6 +52,10 @@ class WorkerLoad:
     updated: float
     """Unix time of the write; old records are ignored."""
 
+    runtime: float | None = None
+    """Mean seconds a task of this worker runs, over the last minute (``None`` until one
+    started): what sizing for a wait target needs to know of the tasks."""
+
     @property
     def in_flight(self) -> int:
         """Tasks this worker holds that no other worker can take."""
@@ -79,6 +83,7 @@ class WorkerLoad:
                 reserved=max(0, int(data["reserved"])),
                 consuming=bool(data["consuming"]),
                 updated=float(data["updated"]),
+                runtime=None if data.get("runtime") is None else float(data["runtime"]),
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None

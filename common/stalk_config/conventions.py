@@ -15,3 +15,7 @@ how the operator's watch, the chart's NetworkPolicies and the local kubelet find
 AGENT_HEALTH_PORT = 8801
 """Where the Stalk agent serves ``/healthz`` in a worker or beat container: the agent's
 default, the port of the worker pods the operator renders, and the chart's beat probe."""
+
+AGENT_PORT_NAME = "stalk-agent"
+"""The name of that port on worker pods: the chart's PodMonitor scrapes the agent's
+``/metrics`` through it."""

@@ -55,6 +55,13 @@ rule: No such file or directory"); v2.1.0 is the one kube-router release the Go 
 proxy serves here, so its golang.org/x dependencies are raised to current releases
 (:data:`KUBE_ROUTER_RAISED`), whose older versions carry reported vulnerabilities."""
 ADDON_BINARIES = ("kube-router",)
+KEDA_VERSIONS = {"keda": "v2.21.0"}
+"""KEDA, for the side-by-side benchmark only: a set of its own so that the tests that do
+not compare with it never wait for its build. v2.21.0 is built against Kubernetes 1.36's
+client libraries and supports clusters down to N-2, which covers the local 1.34."""
+KEDA_BINARIES = ("keda-operator", "keda-adapter")
+KEDA_CRDS = "keda-crds.yaml"
+"""KEDA's CRDs as its module ships them (config/crd/bases), kept beside the binaries."""
 KUBE_ROUTER_RAISED = (
     ("golang.org/x/crypto", "v0.59.0"),
     ("golang.org/x/net", "v0.62.0"),
@@ -107,6 +114,21 @@ def find_addon_binary(name: str) -> Path:
             f"{binary} is missing: run `python -m stalk_devenv.binaries --node`"
         )
     return binary
+
+
+def keda_bin_dir() -> Path:
+    return bin_dir(KEDA_VERSIONS, prefix="keda_")
+
+
+def find_keda_binaries() -> Path:
+    """KEDA's operator and metrics adapter (see :data:`KEDA_VERSIONS`), if built."""
+    directory = keda_bin_dir()
+    missing = [b for b in (*KEDA_BINARIES, KEDA_CRDS) if not (directory / b).is_file()]
+    if missing:
+        raise BinariesMissingError(
+            f"{directory} lacks {', '.join(missing)}: run `python -m stalk_devenv.binaries --keda`"
+        )
+    return directory
 
 
 def find_binaries() -> Path:
@@ -169,9 +191,12 @@ class Builder:
         replaces: Sequence[tuple[str, str]],
         packages: Sequence[str],
         ldflags: str = "",
+        directives: Sequence[str] = (),
     ) -> None:
         """``go build`` of ``packages`` in a module that requires ``module@version``;
-        ``replaces`` pins modules to versions of ours (``m => m v``)."""
+        ``replaces`` pins modules to versions of ours (``m => m v``), ``directives`` are
+        go.mod lines carried over from the module's own go.mod (its replace and exclude
+        lines, which Go honours only in the main module)."""
         directory = self.src / name
         directory.mkdir(parents=True, exist_ok=True)
         lines = [
@@ -183,6 +208,8 @@ class Builder:
         ]
         if replaces:
             lines += ["", "replace (", *(f"\t{m} => {m} {v}" for m, v in replaces), ")"]
+        if directives:
+            lines += ["", *directives]
         (directory / "go.mod").write_text("\n".join(lines) + "\n")
         self.go(
             "build",
@@ -289,6 +316,36 @@ def _kube_router(builder: Builder) -> None:
     )
 
 
+def _keda(builder: Builder) -> None:
+    module = "github.com/kedacore/keda/v2"
+    version = KEDA_VERSIONS["keda"]
+    info = builder.module_info(module, version)
+    gomod = Path(info["GoMod"]).read_text()
+    directives = re.findall(r"^(?:replace|exclude) [^(\n]+$", gomod, re.MULTILINE)
+    builder.build_in_module(
+        "keda",
+        module,
+        version,
+        (),
+        (f"{module}/cmd/operator", f"{module}/cmd/adapter"),
+        f"-X {module}/version.Version={version}",
+        directives,
+    )
+    for command in ("operator", "adapter"):
+        (builder.target / command).rename(builder.target / f"keda-{command}")
+    crds = sorted((Path(info["Dir"]) / "config" / "crd" / "bases").glob("*.yaml"))
+    (builder.target / KEDA_CRDS).write_text("".join(f"---\n{f.read_text()}" for f in crds))
+
+
+KEDA_STAGES = (
+    Stage(
+        "KEDA operator and metrics adapter",
+        (*KEDA_BINARIES, KEDA_CRDS),
+        "about 7 min",
+        _keda,
+    ),
+)
+
 ADDON_STAGES = (
     Stage("kube-router (NetworkPolicy enforcement)", ADDON_BINARIES, "about 3 min", _kube_router),
 )
@@ -348,7 +405,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stalk_devenv.binaries")
     parser.add_argument("--cached-only", action="store_true", help="fail if not built")
     parser.add_argument("--node", action="store_true", help="a real node's binaries")
+    parser.add_argument("--keda", action="store_true", help="KEDA, for the benchmark")
     args = parser.parse_args(argv)
+    if args.keda:
+        try:
+            if not args.cached_only:
+                build(keda_bin_dir(), _stderr, KEDA_STAGES)
+            print(find_keda_binaries())
+        except BinariesMissingError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        return 0
     if args.node:
         try:
             if not args.cached_only:

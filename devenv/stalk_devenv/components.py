@@ -7,6 +7,9 @@ flags that matter, and why:
 * etcd without fsync: the cluster is thrown away after each run.
 * kube-apiserver: client certificates for the admin, ServiceAccount tokens for everyone
   else, RBAC enforced, so what the operator's ServiceAccount may do is what it gets.
+* kube-apiserver, as an aggregator: a front-proxy CA and client certificate of their
+  own (the requestheader flags), so that an extension API server such as KEDA's metrics
+  adapter can serve ``external.metrics.k8s.io`` behind it, as in a kubeadm cluster.
 * kube-controller-manager: every controller a cluster without a cloud runs; the ones for
   node IPAM, cloud routes, volumes and certificate signing are off (nothing here needs
   them, and some would fail without a cloud).
@@ -72,7 +75,22 @@ def apiserver(
     service_account_public_key: Path,
     address: str = "127.0.0.1",
     kubelet_client: KeyPair | None = None,
+    front_proxy: KeyPair | None = None,
+    front_proxy_ca: Path | None = None,
 ) -> list[str]:
+    aggregation = (
+        [
+            f"--requestheader-client-ca-file={front_proxy_ca}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={front_proxy.cert}",
+            f"--proxy-client-key-file={front_proxy.key}",
+        ]
+        if front_proxy is not None and front_proxy_ca is not None
+        else []
+    )
     kubelets = (
         [
             f"--kubelet-client-certificate={kubelet_client.cert}",
@@ -103,6 +121,7 @@ def apiserver(
         "--watch-cache=true",
         "--v=1",
         *kubelets,
+        *aggregation,
     ]
 
 

@@ -14,6 +14,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,11 @@ class ControlPlane:
         self._admin = ca.issue(
             "admin", common_name="stalk-admin", organizations=("system:masters",), client=True
         )
+        front_proxy_ca = CertificateAuthority(self.pki / "front-proxy", "front-proxy-ca")
+        self._front_proxy_ca = front_proxy_ca.cert_path
+        self._front_proxy = front_proxy_ca.issue(
+            "front-proxy-client", common_name="front-proxy-client", client=True
+        )
         from cryptography.hazmat.primitives.asymmetric import rsa
 
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -130,7 +136,7 @@ class ControlPlane:
             self.workdir / "logs",
             detached=self.detached,
         )
-        process.start(ready=lambda: _http_ok(f"{self._etcd_url}/health"), timeout=30)
+        process.start(ready=lambda: http_ok(f"{self._etcd_url}/health"), timeout=30)
         self.processes["etcd"] = process
 
     def _start_apiserver(self) -> None:
@@ -147,6 +153,8 @@ class ControlPlane:
                 service_account_public_key=self._sa_pub,
                 address=self.address,
                 kubelet_client=self._kubelet_client,
+                front_proxy=self._front_proxy,
+                front_proxy_ca=self._front_proxy_ca,
             ),
             self.workdir / "logs",
             detached=self.detached,
@@ -160,7 +168,7 @@ class ControlPlane:
         return context
 
     def _api_ready(self) -> bool:
-        return _http_ok(f"{self.server}/readyz", self._admin_context())
+        return http_ok(f"{self.server}/readyz", self._admin_context())
 
     def _write_kubeconfig(self) -> None:
         config = {
@@ -334,6 +342,9 @@ class ControlPlane:
             )
         return result.stdout if result.returncode == 0 else ""
 
+    def create_secret(self, namespace: str, name: str, **data: str) -> None:
+        self.kubectl(*secret_args(name, data), f"--namespace={namespace}")
+
     def helm(self, *args: str) -> str:
         """helm against this cluster; a failure raises with helm's own message."""
         result = subprocess.run(
@@ -407,10 +418,14 @@ class ControlPlane:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+def http_ok(url: str, context: ssl.SSLContext | None = None, any_reply: bool = False) -> bool:
+    """Whether ``url`` answers 200 (with ``any_reply``, any HTTP answer: a server that
+    refuses an anonymous probe is up)."""
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as reply:
             return bool(reply.status == 200)
+    except urllib.error.HTTPError:
+        return any_reply
     except OSError:
         return False
 
@@ -437,6 +452,17 @@ def wait_established(
         )
 
     wait_until(established, timeout, f"CRDs established: {', '.join(names) or 'all'}")
+
+
+def secret_args(name: str, data: dict[str, str]) -> list[str]:
+    """``kubectl`` arguments that create a generic Secret of literal values."""
+    return [
+        "create",
+        "secret",
+        "generic",
+        name,
+        *(f"--from-literal={k}={v}" for k, v in data.items()),
+    ]
 
 
 def load_yaml_documents(text: str) -> list[dict[str, Any]]:

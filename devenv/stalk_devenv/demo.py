@@ -6,6 +6,9 @@ kubelet; applies the example TaskQueues (manifests/examples); runs `helm test`; 
 burst of real tasks at mixed priorities; shows backlog, in-flight work and replicas per
 TaskQueue as they change; and ends with a summary of what ran.
 
+``STALK_DEMO_SCALE_DOWN_WINDOW_SECONDS`` shortens the examples' scale-down windows (up
+to 120 s) for a run that need not show them, such as CI's.
+
 The chart's bundled Redis StatefulSet is off here: its pods find each other through
 cluster DNS, which a local control plane has not got. The local redis-server stands in
 as the chart's external broker; the bundled one's scripts are tested on real processes
@@ -102,14 +105,7 @@ def stack(workdir: Path) -> Iterator[Stack]:
         cleanup.callback(redis.stop)
         say(f"redis-server with auth at {redis.host}:{redis.port}")
         cluster.kubectl("create", "namespace", NAMESPACE)
-        cluster.kubectl(
-            "create",
-            "secret",
-            "generic",
-            "redis",
-            f"--from-literal=password={password}",
-            f"--namespace={NAMESPACE}",
-        )
+        cluster.create_secret(NAMESPACE, "redis", password=password)
         kubelets = {
             name: ProcessKubelet(
                 cluster, workdir / f"kubelet-{name}", labels=labels, namespace=NAMESPACE
@@ -146,17 +142,59 @@ def table(cluster: ControlPlane) -> list[dict[str, Any]]:
                 "in_flight": status.get("inFlight", 0),
                 "desired": status.get("desiredReplicas", 0),
                 "ready": status.get("readyReplicas", 0),
+                "wait": status.get("oldestWaitSeconds", 0),
             }
         )
     return rows
 
 
+Timeline = list[tuple[float, dict[str, dict[str, Any]]]]
+"""Seconds after the burst, and each TaskQueue's row of :func:`table` then."""
+
+
+def plot_timeline(timeline: Timeline, path: Path) -> Path:
+    """Backlog, the oldest task's wait, in-flight and replicas of each TaskQueue over the
+    run, as the TaskQueues' status said them: the demo's picture."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(4, 1, sharex=True, figsize=(10, 10))
+    fields = (
+        ("backlog", "backlog (tasks)"),
+        ("wait", "oldest wait (s)"),
+        ("in_flight", "in flight (tasks)"),
+        ("desired", "replicas"),
+    )
+    times = [t for t, _ in timeline]
+    for name in BURST:
+        for axis, (field, _) in zip(axes, fields, strict=True):
+            values = [rows.get(name, {}).get(field, 0) for _, rows in timeline]
+            axis.step(times, values, where="post", label=name)
+    for axis, (_, label) in zip(axes, fields, strict=True):
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].legend(loc="upper right", fontsize="small")
+    axes[-1].set_xlabel("seconds since the burst")
+    figure.suptitle("Stalk demo: the burst and the way down")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
 def watch_burst(
-    cluster: ControlPlane, minimum: dict[str, int], burst_at: float, done: Callable[[], bool]
+    cluster: ControlPlane,
+    minimum: dict[str, int],
+    burst_at: float,
+    done: Callable[[], bool],
+    timeline: Timeline | None = None,
 ) -> tuple[dict[str, int], dict[str, float]] | None:
     """Print backlog, in-flight and replicas per TaskQueue as they change, until every
     task is ``done`` and every TaskQueue is back to its minimum; the peak replicas and
-    when each first scaled up, or ``None`` on a timeout."""
+    when each first scaled up, or ``None`` on a timeout. Every reading goes to
+    ``timeline``."""
     say(f"{'time':>5}  " + "  ".join(f"{n:>30}" for n in BURST))
     say(f"{'':>5}  " + "  ".join(f"{'backlog in-flight want ready':>30}" for _ in BURST))
     peak = dict.fromkeys(BURST, 0)
@@ -165,6 +203,8 @@ def watch_burst(
     while True:
         rows = {r["name"]: r for r in table(cluster)}
         elapsed = time.monotonic() - burst_at
+        if timeline is not None:
+            timeline.append((elapsed, rows))
         cells = []
         for name in BURST:
             row = rows.get(name, {"backlog": 0, "in_flight": 0, "desired": 0, "ready": 0})
@@ -186,6 +226,22 @@ def watch_burst(
             say(f"giving up after {TIMEOUT_SECONDS} s")
             return None
         time.sleep(1)
+
+
+def apply_examples(cluster: ControlPlane) -> None:
+    """The example TaskQueues, with their scale-down windows shortened if asked."""
+    cluster.kubectl("apply", f"--namespace={NAMESPACE}", "-f", str(EXAMPLES))
+    window = os.environ.get("STALK_DEMO_SCALE_DOWN_WINDOW_SECONDS")
+    if window:
+        patch = json.dumps(
+            {"spec": {"scaling": {"scaleDown": {"stabilizationWindowSeconds": int(window)}}}}
+        )
+        for name in BURST:
+            cluster.kubectl(
+                "patch", "tq", name, "--type=merge", "-p", patch, f"--namespace={NAMESPACE}"
+            )
+    shortened = f" (scale-down windows {window} s)" if window else ""
+    say("example TaskQueues applied: " + ", ".join(BURST) + shortened)
 
 
 def minimum_replicas(cluster: ControlPlane) -> dict[str, int]:
@@ -247,8 +303,7 @@ def run(workdir: Path) -> int:
             f"Flower: http://127.0.0.1:{st.flower_port}/ (user admin, password in Secret "
             f"{RELEASE}-flower-auth)"
         )
-        st.cluster.kubectl("apply", f"--namespace={NAMESPACE}", "-f", str(EXAMPLES))
-        say("example TaskQueues applied: " + ", ".join(BURST))
+        apply_examples(st.cluster)
         tested_at = time.monotonic()
         st.cluster.helm("test", RELEASE, f"--namespace={NAMESPACE}", "--timeout=180s")
         say(
@@ -277,8 +332,13 @@ def run(workdir: Path) -> int:
                 )
         sent = len(results)
         say(f"sent {sent} tasks at priorities 0-9 (kombu spreads them over 4 lists per queue)")
+        timeline: Timeline = []
         watched = watch_burst(
-            st.cluster, minimum, burst_at, lambda: sum(1 for r in results if r.ready()) == sent
+            st.cluster,
+            minimum,
+            burst_at,
+            lambda: sum(1 for r in results if r.ready()) == sent,
+            timeline,
         )
         if watched is None:
             return 1
@@ -298,6 +358,7 @@ def run(workdir: Path) -> int:
         say(f"  scale events: {events}; worker pods killed mid-task: {len(killed)}")
         leaked, read = secret_leaks(st, workdir)
         say_audit(leaked, read)
+        say(f"  the run as a picture: {plot_timeline(timeline, workdir / 'demo.png')}")
         say(f"  everything ran for real: logs under {workdir}")
         return 0 if not failed and not killed and not leaked else 1
 

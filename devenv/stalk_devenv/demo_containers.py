@@ -19,10 +19,12 @@ from stalk_devenv.controlplane import ControlPlane
 from stalk_devenv.demo import (
     BURST,
     CHART,
-    EXAMPLES,
     NAMESPACE,
     RELEASE,
+    Timeline,
+    apply_examples,
     minimum_replicas,
+    plot_timeline,
     say,
     say_audit,
     say_scaling,
@@ -97,8 +99,7 @@ def _demo(cluster: ControlPlane, workdir: Path) -> int:
         f"release {RELEASE}: {len(objects)} objects, {len(pods)} pods Running in containers "
         f"{time.monotonic() - installed_at:.0f}s after helm install"
     )
-    cluster.kubectl("apply", f"--namespace={NAMESPACE}", "-f", str(EXAMPLES))
-    say("example TaskQueues applied: " + ", ".join(BURST))
+    apply_examples(cluster)
     tested_at = time.monotonic()
     cluster.helm("test", RELEASE, f"--namespace={NAMESPACE}", "--timeout=180s")
     say(
@@ -112,8 +113,9 @@ def _demo(cluster: ControlPlane, workdir: Path) -> int:
         start_producer(cluster, f"burst-{name}", args)
     sent = sum(count for _, _, count in BURST.values())
     say(f"{sent} tasks at priorities 0-9 sent from producer pods inside the cluster")
+    timeline: Timeline = []
     watched = watch_burst(
-        cluster, minimum, burst_at, lambda: producer_summaries(cluster) is not None
+        cluster, minimum, burst_at, lambda: producer_summaries(cluster) is not None, timeline
     )
     if watched is None:
         return 1
@@ -141,6 +143,7 @@ def _demo(cluster: ControlPlane, workdir: Path) -> int:
         )
     leaked, read = secret_leaks(cluster, workdir)
     say_audit(leaked, read)
+    say(f"  the run as a picture: {plot_timeline(timeline, workdir / 'demo.png')}")
     return 0 if confirmed == sent and not lost and not leaked else 1
 
 

@@ -4,9 +4,10 @@ KWOK gives pods a node and a Running status but runs nothing. For the pods this 
 selects, it runs each container's command and args as a local process in the project's
 virtualenv, with the container's environment resolved the way the kubelet does (plain
 values, Secret and ConfigMap references, the downward API, ``$(VAR)`` expansion: see
-:mod:`stalk_devenv.podenv`), and ``emptyDir`` mount paths mapped to per-pod
-directories. A process whose container has a ServiceAccount gets a kubeconfig with that
-account's token, so RBAC applies to it as it would in a cluster.
+:mod:`stalk_devenv.podenv`), and ``emptyDir`` and ``secret`` mount paths mapped to
+per-pod directories (a Secret's keys written there as files). A process whose container
+has a ServiceAccount gets a kubeconfig with that account's token, so RBAC applies to it
+as it would in a cluster.
 
 On pod deletion it does what the kubelet does: SIGTERM, wait the grace period, SIGKILL,
 and only then finishes the deletion, so a pod stays Terminating while its process drains.
@@ -282,15 +283,27 @@ class ProcessKubelet:
 
     def _mounts(self, pod: Pod, directory: Path) -> dict[str, Path]:
         assert pod.spec is not None
-        empty_dirs = {v.name for v in pod.spec.volumes or [] if v.emptyDir is not None}
+        volumes = {v.name: v for v in pod.spec.volumes or []}
         mounts: dict[str, Path] = {}
         for container in [*(pod.spec.initContainers or []), *pod.spec.containers]:
             for mount in container.volumeMounts or []:
-                if mount.name in empty_dirs:
-                    local = directory / "volumes" / mount.name
-                    local.mkdir(parents=True, exist_ok=True)
-                    mounts[mount.mountPath] = local
+                volume = volumes.get(mount.name)
+                if volume is None or (volume.emptyDir is None and volume.secret is None):
+                    continue
+                local = directory / "volumes" / mount.name
+                local.mkdir(parents=True, exist_ok=True)
+                if volume.secret is not None:
+                    self._write_secret(podenv.namespace_of(pod), volume.secret, local)
+                mounts[mount.mountPath] = local
         return mounts
+
+    def _write_secret(self, namespace: str, source: Any, local: Path) -> None:
+        """A ``secret`` volume's files: its ``items`` (key to path), else every key."""
+        data = self._secret_data(namespace, source.secretName or "", bool(source.optional))
+        items = [(i.key, i.path) for i in source.items or []] or [(k, k) for k in data]
+        for key, path in items:
+            if key in data:
+                (local / path).write_text(data[key])
 
     def _base_env(self, pod: Pod, directory: Path) -> dict[str, str]:
         assert pod.metadata is not None and pod.spec is not None

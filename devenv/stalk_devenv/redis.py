@@ -10,9 +10,47 @@ from typing import Any, cast
 
 import redis
 
+from stalk_devenv.pki import CertificateAuthority, Issued
 from stalk_devenv.process import ManagedProcess, free_port, wait_until
 
 SENTINEL_MASTER = "mymaster"
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """TLS as the chart's Redis runs it: TLS only, no plain port; clients verify the
+    server against ``ca`` and need no certificate of their own; replication and the
+    Sentinels' links are TLS too."""
+
+    ca: Path
+    server: Issued
+
+    def redis_args(self, port: int) -> list[str]:
+        return [
+            "--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", str(self.server.cert),
+            "--tls-key-file", str(self.server.key),
+            "--tls-ca-cert-file", str(self.ca),
+            "--tls-auth-clients", "no",
+            "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def sentinel_lines(self, port: int) -> list[str]:
+        args = self.redis_args(port)
+        return [f"{args[i].lstrip('-')} {args[i + 1]}" for i in range(0, len(args), 2)]
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {"ssl": True, "ssl_ca_certs": str(self.ca)}
+
+    @classmethod
+    def issue(cls, directory: Path, hosts: Sequence[str]) -> ServerTLS:
+        """A CA of its own and one server certificate naming every address in ``hosts``
+        (Sentinel names the master by its announced address)."""
+        ca = CertificateAuthority(directory, name="stalk-redis-ca")
+        server = ca.issue(
+            "redis", common_name="redis", ip_addresses=tuple(hosts), server=True, client=True
+        )
+        return cls(ca.cert_path, server)
 
 
 def _require(binary: str) -> str:
@@ -47,17 +85,18 @@ class RedisServer:
     name: str = "redis"
     appendonly: bool = False
     """Persist as the chart's Redis does (append-only file, fsync every second)."""
+    tls: ServerTLS | None = None
     process: ManagedProcess | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/0"
 
     def argv(self) -> list[str]:
+        listen = self.tls.redis_args(self.port) if self.tls else ["--port", str(self.port)]
         args = [
             _require("redis-server"),
-            "--port",
-            str(self.port),
+            *listen,
             "--bind",
             self.host,
             "--dir",
@@ -91,7 +130,13 @@ class RedisServer:
         return args
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=2)
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            password=self.password,
+            socket_timeout=2,
+            **(self.tls.client_kwargs() if self.tls else {}),
+        )
 
     def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -124,6 +169,8 @@ class SentinelGroup:
     password: str | None = None
     master_name: str = SENTINEL_MASTER
     hosts: Sequence[str] = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+    tls: ServerTLS | None = None
+    """TLS everywhere; the server certificate must name every address in ``hosts``."""
     servers: list[RedisServer] = field(default_factory=list)
     sentinel_ports: list[int] = field(default_factory=list)
     sentinel_processes: list[ManagedProcess] = field(default_factory=list)
@@ -140,7 +187,11 @@ class SentinelGroup:
 
     def start(self) -> SentinelGroup:
         master = RedisServer(
-            self.workdir / "r0", host=self.hosts[0], password=self.password, name="redis-0"
+            self.workdir / "r0",
+            host=self.hosts[0],
+            password=self.password,
+            name="redis-0",
+            tls=self.tls,
         ).start()
         self.servers = [master]
         for i in range(1, self.replicas + 1):
@@ -150,6 +201,7 @@ class SentinelGroup:
                 password=self.password,
                 replica_of=master,
                 name=f"redis-{i}",
+                tls=self.tls,
             )
             self.servers.append(replica.start())
         for i in range(self.sentinels):
@@ -164,7 +216,7 @@ class SentinelGroup:
         directory.mkdir(parents=True, exist_ok=True)
         config = directory / "sentinel.conf"
         lines = [
-            f"port {port}",
+            *(self.tls.sentinel_lines(port) if self.tls else [f"port {port}"]),
             f"bind {host}",
             "daemonize no",
             f'dir "{directory}"',
@@ -180,8 +232,9 @@ class SentinelGroup:
         process = ManagedProcess(
             f"sentinel-{index}", [_require("redis-sentinel"), str(config)], directory
         )
+        tls = self.tls.client_kwargs() if self.tls else {}
         process.start(
-            ready=lambda: bool(redis.Redis(host=host, port=port, socket_timeout=1).ping()),
+            ready=lambda: bool(redis.Redis(host=host, port=port, socket_timeout=1, **tls).ping()),
             timeout=15,
         )
         self.sentinel_ports.append(port)
@@ -189,7 +242,8 @@ class SentinelGroup:
 
     def sentinel_client(self, index: int = 0) -> redis.Redis:
         host, port = self.sentinel_hosts[index]
-        return redis.Redis(host=host, port=port, socket_timeout=2, decode_responses=True)
+        tls = self.tls.client_kwargs() if self.tls else {}
+        return redis.Redis(host=host, port=port, socket_timeout=2, decode_responses=True, **tls)
 
     def _sentinels_agree(self) -> bool:
         for i in range(len(self.sentinel_ports)):

@@ -31,6 +31,14 @@ AGENT_MODULE = "stalk_agent.boot"
 AGENT_DIR = "/opt/stalk-agent"
 AGENT_VOLUME = "stalk-agent"
 AGENT_HEALTH_PORT = conventions.AGENT_HEALTH_PORT
+AGENT_PORT_NAME = conventions.AGENT_PORT_NAME
+AGENT_METRICS_DIR = "/var/run/stalk-agent-metrics"
+"""prometheus-client's multiprocess directory: the pool's children write each task's wait
+there and the agent's ``/metrics`` adds the files up (:mod:`stalk_agent.task_metrics`)."""
+AGENT_METRICS_VOLUME = "stalk-agent-metrics"
+BROKER_CA_DIR = "/etc/stalk/broker-ca"
+BROKER_CA_FILE = f"{BROKER_CA_DIR}/ca.crt"
+BROKER_CA_VOLUME = "stalk-broker-ca"
 INJECTED, INSTALLED, DISABLED = "Injected", "Installed", "Disabled"
 SOFT_LIMIT_MARGIN_SECONDS = 30
 """The soft time limit comes this much before the hard one, for the task to clean up."""
@@ -93,7 +101,8 @@ def _split_includes(extra_args: tuple[str, ...]) -> tuple[list[str], list[str]]:
 def environment(taskqueue: TaskQueue) -> list[dict[str, Any]]:
     broker, worker = taskqueue.broker, taskqueue.worker
     limit = worker.task_time_limit_seconds
-    url = broker.endpoint(None, None).celery_url()  # the TaskQueue's db, no password
+    bare = broker.endpoint(None, None)  # the TaskQueue's db, no password
+    url = bare.celery_url()
     env: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -116,6 +125,10 @@ def environment(taskqueue: TaskQueue) -> list[dict[str, Any]]:
         env.append({"name": "STALK_SENTINEL_MASTER", "value": broker.master_name})
     if broker.layout.global_keyprefix:
         env.append({"name": "STALK_GLOBAL_KEYPREFIX", "value": broker.layout.global_keyprefix})
+    if bare.tls:
+        env.append({"name": "STALK_REDIS_TLS", "value": "true"})
+    if broker.ca is not None:
+        env.append({"name": "STALK_REDIS_CA_FILE", "value": BROKER_CA_FILE})
     for name, ref in (
         ("STALK_REDIS_PASSWORD", broker.password),
         ("STALK_SENTINEL_PASSWORD", broker.sentinel_password),
@@ -129,6 +142,7 @@ def environment(taskqueue: TaskQueue) -> list[dict[str, Any]]:
         env.append({"name": "CELERY_BROKER_URL", "value": _with_password(url, password)})
     else:
         env.append({"name": "STALK_AGENT_HEALTH_PORT", "value": str(AGENT_HEALTH_PORT)})
+        env.append({"name": "PROMETHEUS_MULTIPROC_DIR", "value": AGENT_METRICS_DIR})
         if worker.pool == "solo":  # a running task holds the event loop the beat comes from
             stale = limit + HEALTH_MARGIN_SECONDS
             env.append({"name": "STALK_AGENT_HEALTH_STALE_SECONDS", "value": str(stale)})
@@ -175,12 +189,36 @@ def init_containers(taskqueue: TaskQueue, security: dict[str, Any]) -> list[dict
     ]
 
 
-def agent_mounts(taskqueue: TaskQueue) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The worker container's mounts and the pod's volumes for an injected agent."""
-    if taskqueue.worker.agent != INJECTED:
-        return [], []
-    mount = {"name": AGENT_VOLUME, "mountPath": AGENT_DIR, "readOnly": True}
-    return [mount], [{"name": AGENT_VOLUME, "emptyDir": {}}]
+def mounts(taskqueue: TaskQueue) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The worker container's mounts and the pod's volumes: the agent's metrics files,
+    its code when it is injected, and the CAs that sign the broker's certificates."""
+    mounts: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = []
+    ca = taskqueue.broker.ca
+    if ca is not None:
+        mounts.append({"name": BROKER_CA_VOLUME, "mountPath": BROKER_CA_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": BROKER_CA_VOLUME,
+                "secret": {"secretName": ca.name, "items": [{"key": ca.key, "path": "ca.crt"}]},
+            }
+        )
+    agent = taskqueue.worker.agent
+    if agent == DISABLED:
+        return mounts, volumes
+    mounts.append({"name": AGENT_METRICS_VOLUME, "mountPath": AGENT_METRICS_DIR})
+    volumes.append({"name": AGENT_METRICS_VOLUME, "emptyDir": {}})
+    if agent == INJECTED:
+        mounts.append({"name": AGENT_VOLUME, "mountPath": AGENT_DIR, "readOnly": True})
+        volumes.append({"name": AGENT_VOLUME, "emptyDir": {}})
+    return mounts, volumes
+
+
+def ports(taskqueue: TaskQueue) -> list[dict[str, Any]]:
+    """The agent's port, named for the chart's PodMonitor (``/metrics``) and the probe."""
+    if taskqueue.worker.agent == DISABLED:
+        return []
+    return [{"name": AGENT_PORT_NAME, "containerPort": AGENT_HEALTH_PORT, "protocol": "TCP"}]
 
 
 def liveness_probe(taskqueue: TaskQueue) -> dict[str, Any] | None:
@@ -188,7 +226,7 @@ def liveness_probe(taskqueue: TaskQueue) -> dict[str, Any] | None:
     if taskqueue.worker.agent == DISABLED:
         return None
     return {
-        "httpGet": {"path": "/healthz", "port": AGENT_HEALTH_PORT},
+        "httpGet": {"path": "/healthz", "port": AGENT_PORT_NAME},
         "initialDelaySeconds": 20,
         "periodSeconds": 15,
         "timeoutSeconds": 5,

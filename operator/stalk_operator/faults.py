@@ -21,7 +21,11 @@ BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 5.0)
 """Waits after the 1st, 2nd, ... consecutive failure; the last one repeats."""
 
 KUBERNETES_UNREACHABLE = "KubernetesUnreachable"
+"""The API server cannot serve now: no connection, a timeout, or an answer that says so
+(429, 5xx), as while it stops, starts or is overloaded; one outage is one fault."""
 KUBERNETES_REFUSED = "KubernetesRefused"
+"""The API server answered no to this request (4xx): retrying alone will not fix it."""
+UNAVAILABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 SECRET_UNAVAILABLE = "SecretUnavailable"  # noqa: S105 - a condition reason
 DEPLOYMENT_NOT_OWNED = "DeploymentNotOwned"
 POD_NOT_ALLOWED = "PodNotAllowed"
@@ -58,7 +62,9 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return POD_NOT_ALLOWED, str(exc)
     if isinstance(exc, ApiError):
         status = exc.status
-        return KUBERNETES_REFUSED, f"{status.code} {status.reason}: {status.message}"[:500]
+        said = f"{status.code} {status.reason}: {status.message}"[:500]
+        unavailable = status.code in UNAVAILABLE_STATUSES
+        return (KUBERNETES_UNREACHABLE if unavailable else KUBERNETES_REFUSED), said
     if isinstance(exc, httpx2.HTTPError | OSError | TimeoutError):
         return KUBERNETES_UNREACHABLE, f"{type(exc).__name__}: {exc}"[:500]
     return INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:500]

@@ -1,6 +1,7 @@
 """kopf glue: each handler hands what kopf saw to the fleet. Nothing else.
 
-* ``configure`` (startup) and ``shut_down`` (cleanup): the fleet and its supervisor.
+* ``configure`` (startup) and ``shut_down`` (cleanup): the fleet and its supervisor,
+  and the peering objects if they are missing.
 * ``taskqueue_seen`` (every TaskQueue event, the initial listing included): the fleet
   keeps one loop per TaskQueue; the loop applies the Deployment and scales it.
 * ``deployment_seen`` (every worker Deployment event): replicas and owner in memory, so
@@ -25,6 +26,7 @@ from stalk_operator import API_GROUP, API_VERSION, TASKQUEUE_PLURAL
 from stalk_operator.actuation import Kubernetes
 from stalk_operator.fleet import Fleet
 from stalk_operator.model import TaskQueue
+from stalk_operator.peering import ensure_peerings
 from stalk_operator.reporting.events import Event
 from stalk_operator.reporting.metrics import Metrics
 from stalk_operator.runtime import tune_garbage_collector
@@ -48,10 +50,13 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # TaskQueues restarting: 152 -> 98 MiB).
     settings.batching.idle_timeout = 0.5
     settings.peering.lifetime = config.peering_lifetime_seconds
+    client = AsyncClient(field_manager="stalk-operator")
+    if config.create_peering and not config.standalone:
+        await ensure_peerings(client, config.peering, config.namespaces)
     start_http_server(config.metrics_port)
     memo.fleet = Fleet(
         config,
-        Kubernetes(AsyncClient(field_manager="stalk-operator")),
+        Kubernetes(client),
         Metrics(),
         post_event=_post_event,
     )

@@ -142,7 +142,7 @@ class TaskQueueLoop:
             return plan if plan.apply else None
         current = self.memory.current(deployment.replicas, now)
         history = self.memory.before_deciding(current, tq.scaling, now)
-        load = observation.load if observation is not None else None
+        load = observation.load(now) if observation is not None else None
         decision = decide(load, current, tq.scaling, history, now)
         if decision.changes(current):
             plan.decision, plan.current, plan.load = decision, current, load

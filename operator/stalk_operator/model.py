@@ -38,18 +38,32 @@ class BrokerSpec:
     layout: KeyLayout
     is_default: bool
     """Whether this is the operator's default broker (its password comes from settings)."""
+    tls: bool = False
+    """TLS to Redis and the Sentinels (``rediss://`` turns it on as well)."""
+    ca: SecretKey | None = None
+    """The PEM CAs to verify the servers against; ``None``: the system's."""
 
     @property
     def sentinel(self) -> bool:
         return self.url.startswith("sentinel://")
 
-    def endpoint(self, password: str | None, sentinel_password: str | None) -> BrokerEndpoint:
+    def endpoint(
+        self,
+        password: str | None,
+        sentinel_password: str | None,
+        *,
+        ca_file: str | None = None,
+        ca_data: str | None = None,
+    ) -> BrokerEndpoint:
         return BrokerEndpoint.from_url(
             self.url,
             master_name=self.master_name if self.sentinel else None,
             password=password,
             sentinel_password=sentinel_password,
             db=self.db,
+            tls=self.tls,
+            ca_file=ca_file,
+            ca_data=ca_data,
         )
 
 
@@ -96,6 +110,10 @@ class ScalingPolicy:
     down_step_interval_seconds: int
     fallback_replicas: int | None
     paused: bool
+    target_wait_seconds: float | None = None
+    concurrency: int = 1
+    """Tasks one replica runs at once (``spec.worker.concurrency``): what a wait target
+    turns into a number of tasks per replica with."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +167,7 @@ def _parse_broker(spec: Mapping[str, Any], settings: OperatorSettings) -> Broker
     is_default = url is None
     default_ref = settings.password_secret_ref if is_default else None
     default_sentinel_ref = settings.sentinel_password_secret_ref if is_default else None
+    tls = spec.get("tls") or {}
     steps = spec.get("prioritySteps")
     layout = KeyLayout(global_keyprefix=spec.get("globalKeyprefix", ""))
     if steps:
@@ -163,6 +182,9 @@ def _parse_broker(spec: Mapping[str, Any], settings: OperatorSettings) -> Broker
         or _secret_key(default_sentinel_ref),
         layout=layout,
         is_default=is_default,
+        tls=bool(tls.get("enabled")) or (is_default and settings.default_redis_tls),
+        ca=_secret_key(tls.get("caSecretRef"))
+        or _secret_key(settings.ca_secret_ref if is_default else None),
     )
 
 
@@ -212,4 +234,8 @@ def _parse_scaling(spec: Mapping[str, Any], concurrency: int) -> ScalingPolicy:
         down_step_interval_seconds=int(down["stepIntervalSeconds"]),
         fallback_replicas=spec.get("fallbackReplicas"),
         paused=bool(spec["paused"]),
+        target_wait_seconds=(
+            None if spec.get("targetWaitSeconds") is None else float(spec["targetWaitSeconds"])
+        ),
+        concurrency=concurrency,
     )

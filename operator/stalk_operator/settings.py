@@ -50,6 +50,22 @@ class OperatorSettings:
         "`name:key` of the Secret, in each TaskQueue's namespace, that worker pods read the "
         "default broker's Sentinel password from; empty for Sentinels without auth.",
     )
+    default_redis_tls: bool = env(
+        "STALK_DEFAULT_REDIS_TLS",
+        False,
+        "TLS to the default broker's Redis and Sentinels (`rediss://` implies it).",
+    )
+    default_redis_ca_file: str | None = env(
+        "STALK_DEFAULT_REDIS_CA_FILE",
+        None,
+        "PEM CAs the operator verifies the default broker against; unset: the system's.",
+    )
+    default_ca_secret: str = env(
+        "STALK_DEFAULT_CA_SECRET",
+        "",
+        "`name:key` of the Secret, in each TaskQueue's namespace, that worker pods read the "
+        "default broker's CAs from; empty: the image's system CAs.",
+    )
     default_worker_image: str = env(
         "STALK_DEFAULT_WORKER_IMAGE",
         "ghcr.io/stalk-dev/stalk-worker:0.1.0",
@@ -96,8 +112,15 @@ class OperatorSettings:
         "STALK_PEERING",
         "stalk",
         "kopf peering name: of several operator replicas only one acts. The "
-        "`ClusterKopfPeering` (or, watching namespaces, `KopfPeering`) of that name must "
-        "exist; the chart and manifests create it.",
+        "`ClusterKopfPeering` (or, watching namespaces, a `KopfPeering` in each) of that "
+        "name must exist; see `STALK_CREATE_PEERING`.",
+    )
+    create_peering: bool = env(
+        "STALK_CREATE_PEERING",
+        True,
+        "Create the peering objects at start when missing, for `kubectl apply -k` (which "
+        "cannot create them in the pass that creates their CRD). The chart renders them "
+        "itself and turns this off: both creating them would race `helm install`.",
     )
     priority: int | None = env(
         "STALK_PRIORITY",
@@ -148,6 +171,7 @@ class OperatorSettings:
         for name, value in (
             ("STALK_DEFAULT_PASSWORD_SECRET", self.default_password_secret),
             ("STALK_DEFAULT_SENTINEL_PASSWORD_SECRET", self.default_sentinel_password_secret),
+            ("STALK_DEFAULT_CA_SECRET", self.default_ca_secret),
         ):
             if value and ":" not in value:
                 raise SettingsError(f"{name} must be name:key")
@@ -163,6 +187,10 @@ class OperatorSettings:
     @property
     def sentinel_password_secret_ref(self) -> tuple[str, str] | None:
         return _secret_ref(self.default_sentinel_password_secret)
+
+    @property
+    def ca_secret_ref(self) -> tuple[str, str] | None:
+        return _secret_ref(self.default_ca_secret)
 
 
 def _secret_ref(name_key: str) -> tuple[str, str] | None:

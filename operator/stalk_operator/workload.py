@@ -102,7 +102,7 @@ def _manifest(taskqueue: TaskQueue) -> dict[str, Any]:
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    agent_mounts, agent_volumes = celery_worker.agent_mounts(taskqueue)
+    worker_mounts, worker_volumes = celery_worker.mounts(taskqueue)
     container: dict[str, Any] = {
         "name": WORKER_CONTAINER,
         "image": worker.image,
@@ -110,9 +110,12 @@ def _manifest(taskqueue: TaskQueue) -> dict[str, Any]:
         "command": celery_worker.command(taskqueue),
         "env": celery_worker.environment(taskqueue),
         "resources": dict(worker.resources) or DEFAULT_RESOURCES,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *agent_mounts],  # noqa: S108
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *worker_mounts],  # noqa: S108
         "securityContext": security,
     }
+    ports = celery_worker.ports(taskqueue)
+    if ports:
+        container["ports"] = ports
     probe = celery_worker.liveness_probe(taskqueue)
     if probe is not None:
         container["livenessProbe"] = probe
@@ -122,6 +125,9 @@ def _manifest(taskqueue: TaskQueue) -> dict[str, Any]:
         # No Service env vars: they can collide with STALK_* settings and grow with the
         # namespace. The user's pod template may turn them back on.
         "enableServiceLinks": False,
+        # Celery workers do not call the Kubernetes API: no token in the pod unless the
+        # TaskQueue names a ServiceAccount (or its pod template asks for one).
+        **({} if worker.service_account_name else {"automountServiceAccountToken": False}),
         **dict(worker.pod_template),
         "terminationGracePeriodSeconds": worker.termination_grace_period_seconds,
         "securityContext": {
@@ -135,7 +141,7 @@ def _manifest(taskqueue: TaskQueue) -> dict[str, Any]:
         "containers": [container, *worker.pod_template.get("containers", [])],
         "volumes": [
             {"name": "tmp", "emptyDir": {}},
-            *agent_volumes,
+            *worker_volumes,
             *worker.pod_template.get("volumes", []),
         ],
     }

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from kube import ReplicaWatch, wait_for
-from scenarios import App, grace_scenario, plain_client
+from scenarios import LONG_TASK_SECONDS, App, grace_scenario, plain_client
 from stalk_devenv.stack import WORKER_LABELS
 from taskqueues import taskqueue
 from team_apps import ACME_IMAGE, app_venv
@@ -123,7 +123,8 @@ def test_scale_down_interrupts_no_task(
     assert seen["unfinished_tasks"] == 0, seen
     assert seen["killed_pods"] == 0, seen
     assert seen["status"]["inFlightSource"] in (source, "None"), seen["status"]
-    long_hosts = {o["hostname"] for o in seen["outcomes"] if o and o["seconds"] == 12}
+    long = [o for o in seen["outcomes"] if o and o["seconds"] == LONG_TASK_SECONDS]
+    long_hosts = {o["hostname"] for o in long}
     assert len(long_hosts) == 2, "each long task ran to the end on the worker that took it"
 
 

@@ -96,6 +96,7 @@ def test_install_upgrade_uninstall(
         *values,
     )
     assert "Add a pool of workers" in out, "NOTES.txt is shown"
+    assert "NetworkPolicies are off" in out and "networkPolicy.workerNamespaces" in out
     wait_for(lambda: operator_kubelet.running_pods(), 30, "the operator pod running as a process")
     wait_for(
         lambda: (

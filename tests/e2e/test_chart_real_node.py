@@ -380,14 +380,15 @@ def test_network_policies_let_exactly_the_intended_traffic_through(
     """With kube-router enforcing them: Redis and Sentinel answer this release, its
     workers and the applications named as clients, and nobody else, not even a pod of
     another namespace wearing a worker's label; Flower answers its named clients; and
-    Prometheus (as the Prometheus Operator labels its pods) still scrapes the operator
-    and Flower. Tasks still flow and `helm test` passes."""
+    Prometheus (as the Prometheus Operator labels its pods) still scrapes the operator,
+    Flower and beat. Tasks still flow and `helm test` passes."""
     redis_ip = component_ip(real_kube, "redis")
     targets = {
         "redis": f"{redis_ip}:6379",
         "sentinel": f"{redis_ip}:26379",
         "operator metrics": f"{component_ip(real_kube, 'operator')}:8080",
         "flower": f"{component_ip(real_kube, 'flower')}:5555",
+        "beat metrics": f"{component_ip(real_kube, 'beat')}:8801",
     }
     worker_label = {"app.kubernetes.io/managed-by": "stalk-operator"}
     prometheus_label = {"app.kubernetes.io/name": "prometheus"}
@@ -418,9 +419,12 @@ def test_network_policies_let_exactly_the_intended_traffic_through(
         nothing = dict.fromkeys(targets, False)
         assert seen["outsider"] == nothing
         assert seen["forged worker label"] == nothing, "a label alone does not open Redis"
-        assert seen["prometheus"] == {**nothing, "operator metrics": True, "flower": True}, (
-            "monitoring reaches the metrics, and Flower beside its own clients"
-        )
+        assert seen["prometheus"] == {
+            **nothing,
+            "operator metrics": True,
+            "flower": True,
+            "beat metrics": True,
+        }, "monitoring reaches the metrics, and Flower beside its own clients"
         assert seen["worker"]["redis"] and seen["worker"]["sentinel"]
 
         produce(real_kube, "policed", "--queue=jobs", "--count=8", "--seconds=0.5")

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from kube import require_binaries
@@ -20,7 +21,14 @@ def run_demo(mode: str) -> str:
     bin_dir = require_binaries()
     result = subprocess.run(
         [sys.executable, "-m", "stalk_devenv", "demo", f"--mode={mode}"],
-        env={**os.environ, "STALK_K8S_BIN_DIR": str(bin_dir), "PYTHONPATH": "devenv"},
+        env={
+            **os.environ,
+            "STALK_K8S_BIN_DIR": str(bin_dir),
+            "PYTHONPATH": "devenv",
+            # The examples wait up to 120 s before scaling down; the test needs only to
+            # see that they do.
+            "STALK_DEMO_SCALE_DOWN_WINDOW_SECONDS": "15",
+        },
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -41,6 +49,8 @@ def run_demo(mode: str) -> str:
         peak = int(re.search(rf"{pool}: scaled up .* peak (\d+) replicas", out).group(1))
         assert peak > max(floor, 1), f"{pool} did not scale up: {out[-2000:]}"
         assert f"back to {floor} at the end" in out.split(f"{pool}: scaled up", 1)[1].split("\n")[0]
+    picture = Path(re.search(r"the run as a picture: (\S+)", out).group(1))
+    assert picture.read_bytes().startswith(b"\x89PNG") and picture.stat().st_size > 20_000
     return out
 
 

@@ -69,6 +69,7 @@ def test_taskqueue_owns_a_deployment_that_follows_its_spec(cluster, namespace, s
         "QUEUES",
         "BACKLOG",
         "IN-FLIGHT",
+        "WAIT",
         "DESIRED",
         "READY",
         "MIN",
@@ -123,6 +124,7 @@ def test_burst_at_every_priority_is_counted_and_scaled_within_2s(
     watch = ReplicaWatch(cluster.kubeconfig, namespace, "reports")
     watch.wait_for(1, 15)  # the pool at its minimum
     env = client_env(redis_db)
+    sent_at = time.time()
     with client_app(env) as app:
         for i in range(30):
             app.send_task(
@@ -156,6 +158,28 @@ def test_burst_at_every_priority_is_counted_and_scaled_within_2s(
         'taskqueue="reports"} 3.0'
     ) in metrics
     assert f'stalk_scale_events_total{{direction="up",{labels}}} 1.0' in metrics
+
+    # No worker consumes here: the oldest task's wait grows, in status, in kubectl's
+    # WAIT column and in the metric, within the estimate's bound (a burst into an empty
+    # queue is known within half a poll) and the status's two significant figures.
+    wait_for(
+        lambda: cluster.taskqueue_status(namespace, "reports").get("oldestWaitSeconds", 0) >= 4,
+        20,
+        "status.oldestWaitSeconds to grow while nothing consumes",
+    )
+    status = cluster.taskqueue_status(namespace, "reports")
+    waited = time.time() - sent_at
+    assert 4 <= status["oldestWaitSeconds"] <= waited * 1.05 + 0.5, (status, waited)
+    assert set(status["oldestWaitByQueue"]) == {"reports"}
+    header, row = cluster.kubectl("get", "tq", "reports", namespace=namespace).stdout.splitlines()
+    assert header.split()[4] == "WAIT" and float(row.split()[4]) >= 4, (header, row)
+    scraped = operator.metrics()
+    line = next(
+        line
+        for line in scraped.splitlines()
+        if line.startswith(f'stalk_queue_oldest_wait_seconds{{namespace="{namespace}",')
+    )
+    assert 4 <= float(line.rsplit(" ", 1)[1]) <= time.time() - sent_at + 0.6, line
     events = cluster.kubectl(
         "get",
         "events",

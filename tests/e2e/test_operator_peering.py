@@ -12,13 +12,17 @@ pytestmark = pytest.mark.e2e
 def test_standby_stays_paused_and_takes_over_when_the_active_one_dies(
     cluster, namespace, stalk_operator
 ):
-    cluster.apply(
-        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "stalk"}},
-        namespace=namespace,
-    )
+    # No KopfPeering yet, as after `kubectl apply -k manifests/`: the first operator to
+    # start creates it (kopf would otherwise keep every replica paused).
     peering = {"STALK_STANDALONE": "false", "STALK_PEERING_LIFETIME_SECONDS": "8"}
     active = stalk_operator(STALK_PRIORITY="200", **peering)
     standby = stalk_operator(STALK_PRIORITY="100", **peering)
+
+    def creators() -> list:
+        return [o for o in (active, standby) if "created the KopfPeering 'stalk'" in o.log()]
+
+    wait_for(creators, 15, "an operator to create the KopfPeering")
+    assert cluster.get_json("kopfpeering", "stalk", namespace=namespace)["metadata"]["name"]
     # kopf starts every operator paused until it has seen its peers; only the
     # highest-priority one resumes.
     wait_for(lambda: "Resuming operations" in active.log(), 30, "the active operator to resume")
@@ -30,6 +34,7 @@ def test_standby_stays_paused_and_takes_over_when_the_active_one_dies(
     wait_for(lambda: applied in active.log(), 10, "the active operator to log its apply")
     assert applied not in standby.log(), "the standby did nothing"
     assert "Resuming operations" not in standby.log()
+    assert len(creators()) == 1, "one created it, the other found it"
 
     active.kill()
     cluster.kubectl(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from scenarios import grace_scenario
+from scenarios import LONG_TASK_SECONDS, grace_scenario
 
 pytestmark = pytest.mark.e2e
 
@@ -23,12 +23,13 @@ def test_scale_down_removes_idle_workers_only_and_busy_ones_hold_the_pool(
     assert seen["unfinished_tasks"] == 0, seen
     assert seen["killed_pods"] == 0, seen
     assert seen["history"][-1] == 0, "idle at last, the pool scales to zero"
-    first_long_done = min(o["finished"] for o in seen["outcomes"] if o["seconds"] == 12)
+    long = [o for o in seen["outcomes"] if o["seconds"] == LONG_TASK_SECONDS]
+    first_long_done = min(o["finished"] for o in long)
     reached_four = next(t for t, replicas in seen["wall_history"] if replicas == 4)
     while_both_ran = [r for t, r in seen["wall_history"] if reached_four <= t < first_long_done]
     assert while_both_ran, seen
     assert min(while_both_ran) >= 2, (
         "until a long task finished, the two busy workers held the pool"
     )
-    long_hosts = {o["hostname"] for o in seen["outcomes"] if o["seconds"] == 12}
+    long_hosts = {o["hostname"] for o in long}
     assert len(long_hosts) == 2, "each long task ran to the end on the worker that took it"

@@ -7,6 +7,7 @@ labels it attaches (``namespace`` of the Service, ``service``, ``job``, ``endpoi
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import urllib.parse
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from chart import CHART, MONITORING_API, find, helm_binary, render
 from kube import wait_for
+from stalk_devenv.controlplane import http_ok
 from stalk_devenv.process import ManagedProcess, free_port
 from taskqueues import taskqueue
 
@@ -58,6 +60,31 @@ def scrape_config(service_monitor: dict[str, Any], service: str, target: str) ->
                     "endpoint": endpoint["port"],
                 },
             }
+        ],
+    }
+
+
+def pod_scrape_config(
+    pod_monitor: dict[str, Any], target: str, namespace: str, pod_labels: dict[str, str]
+) -> dict[str, Any]:
+    """The scrape job the Prometheus Operator makes of the PodMonitor's first endpoint:
+    its relabelings applied to a static target that carries the pod's namespace and the
+    pod-label meta labels Kubernetes service discovery would."""
+    endpoint = pod_monitor["spec"]["podMetricsEndpoints"][0]
+    meta = {
+        "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", k): v
+        for k, v in pod_labels.items()
+    }
+    return {
+        "job_name": f"podMonitor/{RELEASE_NAMESPACE}/{pod_monitor['metadata']['name']}/0",
+        "scrape_interval": "1s",
+        "metrics_path": endpoint.get("path", "/metrics"),
+        "static_configs": [
+            {"targets": [target], "labels": {"namespace": namespace, "pod": "w-1", **meta}}
+        ],
+        "relabel_configs": [
+            {"source_labels": r["sourceLabels"], "target_label": r["targetLabel"]}
+            for r in endpoint.get("relabelings", [])
         ],
     }
 
@@ -159,3 +186,159 @@ def test_taskqueues_of_one_name_in_two_namespaces_stay_apart_in_prometheus(
         )
     finally:
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_flower_answers_every_task_query_of_the_dashboard_and_the_alerts(
+    workers, broker_env, redis_db, prometheus_for, tmp_path
+):
+    """A real worker and a real Flower (``celery flower``, as the chart runs it, with
+    basic auth); Prometheus scrapes Flower the way the chart's ServiceMonitor says.
+    After a few tasks, one of them failing, every Flower metric the dashboard and the
+    alerts query is in Prometheus, and their task-level queries answer."""
+    import os
+    import sys
+
+    from workers import client_app, client_env
+
+    workers.start(broker_env, queues=("default",))
+    port, password = free_port(), "flower-test-password"
+    flower = ManagedProcess(
+        "flower",
+        [sys.executable, "-m", "celery", "-A", "stalk_worker.app", "flower",
+         f"--port={port}", "--address=127.0.0.1"],
+        tmp_path / "logs",
+        env={**os.environ, **broker_env, "FLOWER_BASIC_AUTH": f"admin:{password}"},
+    )  # fmt: skip
+    flower.start(ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthcheck"), timeout=60)
+    try:
+        docs = render(helm_binary(), *MONITORING_API, namespace=RELEASE_NAMESPACE)
+        scrape = scrape_config(
+            find(docs, "ServiceMonitor", "flower"), "stalk-flower", f"127.0.0.1:{port}"
+        )
+        scrape["basic_auth"] = {"username": "admin", "password": password}
+        prometheus = prometheus_for(scrape, find(docs, "PrometheusRule")["spec"]["groups"])
+        dashboard = json.loads(
+            next(d for d in docs if d["metadata"]["name"] == "stalk-dashboard")["data"][
+                "stalk.json"
+            ]
+        )
+        queries = [
+            t["expr"] for p in dashboard["panels"] for t in p["targets"] if "flower_" in t["expr"]
+        ]
+        names = {n for q in queries for n in re.findall(r"\bflower_[a-z_]+", q)}
+        names |= {
+            n
+            for g in find(docs, "PrometheusRule")["spec"]["groups"]
+            for r in g["rules"]
+            for n in re.findall(r"\bflower_[a-z_]+", r["expr"])
+        }
+
+        def present() -> set[str]:
+            return {n for n in names if prometheus.query(f'count({{__name__="{n}"}})')}
+
+        def run(*calls: tuple[object, object]) -> None:
+            for result in [
+                app.send_task("stalk_worker.tasks.canvas.add", args=args, queue="default")
+                for args in calls
+            ]:
+                result.get(timeout=30, propagate=False)
+
+        # Rates need a counter seen before and after: a first wave makes the series, a
+        # second one, with a task that fails, moves them while Prometheus watches.
+        with client_app(client_env(redis_db)) as app:
+            run((1, 1), (2, 2), ("a", None))
+            wait_for(
+                lambda: present() == names,
+                60,
+                f"Flower's {sorted(names)} in Prometheus",
+                interval=1,
+            )
+            time.sleep(2)
+            run((3, 3), (4, 4), ("b", None))
+        ratio = next(q for q in queries if 'type="task-failed"' in q)
+        ratio = ratio.replace("$__rate_interval", "30s")
+
+        def failure_ratio() -> float:
+            values = [float(r["value"][1]) for r in prometheus.query(ratio)]
+            return max((v for v in values if v == v), default=0.0)  # NaN: nothing finished
+
+        wait_for(
+            lambda: failure_ratio() > 0,
+            30,
+            "the failed task in the failure-ratio panel",
+            interval=1,
+        )
+        print(
+            f"\nFlower metrics in Prometheus: {sorted(names)}; failure ratio {failure_ratio():.2f}"
+        )
+    finally:
+        flower.stop(grace=5)
+
+
+def test_the_agents_wait_histogram_answers_the_dashboards_query_per_task_and_queue(
+    workers, broker_env, redis_db, prometheus_for, tmp_path
+):
+    """A real prefork worker with the agent, its metrics directory set as the operator
+    sets it; Prometheus scrapes it the way the chart's PodMonitor says; the dashboard's
+    queue-wait panel answers per TaskQueue, task and queue for tasks whose producer
+    stamps its send time."""
+    from stalk_agent.publish import stamp_send_times, stop_stamping
+    from workers import client_app, client_env
+
+    (tmp_path / "agent-metrics").mkdir()
+    env = {**broker_env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "agent-metrics")}
+    worker = workers.start(env, queues=("metered",), concurrency=1)
+    docs = render(helm_binary(), *MONITORING_API, namespace=RELEASE_NAMESPACE)
+    scrape = pod_scrape_config(
+        find(docs, "PodMonitor", "workers"),
+        f"127.0.0.1:{worker.health_port}",
+        "shop",
+        {"stalk.dev/taskqueue": "thumbnails", "app.kubernetes.io/component": "worker"},
+    )
+    prometheus = prometheus_for(scrape, [])
+    dashboard = json.loads(
+        next(d for d in docs if d["metadata"]["name"] == "stalk-dashboard")["data"]["stalk.json"]
+    )
+    query = next(
+        t["expr"]
+        for p in dashboard["panels"]
+        for t in p["targets"]
+        if "stalk_task_queue_wait_seconds" in t["expr"]
+    )
+    query = query.replace("$__rate_interval", "30s").replace("$namespace", ".*")
+    query = query.replace("$taskqueue", ".*")
+    stamp_send_times()
+    try:
+        with client_app(client_env(redis_db)) as app:
+
+            def wave() -> None:
+                # One slot, four 0.5 s tasks: they wait about 0, 0.5, 1 and 1.5 s.
+                for result in [
+                    app.send_task("stalk_worker.tasks.canvas.sleep", args=(0.5,), queue="metered")
+                    for _ in range(4)
+                ]:
+                    result.get(timeout=30)
+
+            wave()
+            wait_for(
+                lambda: prometheus.query("stalk_task_queue_wait_seconds_count"),
+                30,
+                "the agent's histogram in Prometheus",
+                interval=1,
+            )
+            time.sleep(2)
+            wave()
+    finally:
+        stop_stamping()
+
+    def answer() -> list[dict[str, Any]]:
+        return [r for r in prometheus.query(query) if r["value"][1] != "NaN"]
+
+    wait_for(answer, 30, "the queue-wait panel's answer", interval=1)
+    (series,) = answer()
+    labels = series["metric"]
+    assert (labels["namespace"], labels["taskqueue"]) == ("shop", "thumbnails")
+    assert (labels["task"], labels["queue"]) == ("stalk_worker.tasks.canvas.sleep", "metered")
+    p95 = float(series["value"][1])
+    print(f"\nqueue wait p95 from the agent through Prometheus: {p95:.2f} s")
+    assert 0.5 < p95 <= 5, "the last of four 0.5 s tasks on one slot waited about 1.5 s"

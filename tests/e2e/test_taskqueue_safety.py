@@ -81,7 +81,7 @@ def test_a_foreign_deployment_is_never_written_and_its_removal_heals(
     cluster, namespace, stalk_operator
 ):
     """Someone else's Deployment under the TaskQueue's name: a condition, one Event, no
-    write for a minute; deleting it lets the TaskQueue take the name by itself."""
+    write through six retries; deleting it lets the TaskQueue take the name by itself."""
     cluster.kubectl(
         "create",
         "deployment",
@@ -103,7 +103,9 @@ def test_a_foreign_deployment_is_never_written_and_its_removal_heals(
     )
     assert ready_condition(cluster, namespace, "emails")["status"] == "False"
     wait_for(lambda: warnings(cluster, namespace, "DeploymentNotOwned"), 10, "a Warning Event")
-    time.sleep(60)
+    # The loop retries after 0.5, 1, 2 and 4 s, then every 5 s: six tries in 20 s, the
+    # ceiling reached and held. None may write, log or post again.
+    time.sleep(20)
     after = cluster.get_json("deployment", "emails", "--show-managed-fields", namespace=namespace)
     # Not the resourceVersion: the Deployment controller writes the status meanwhile.
     writers = {entry["manager"] for entry in after["metadata"]["managedFields"]}
@@ -448,3 +450,70 @@ def test_taskqueue_roles_aggregate_into_view_and_edit(cluster, stalk_crds, names
     finally:
         for role in roles:
             cluster.kubectl("delete", "clusterrole", role["metadata"]["name"], check=False)
+
+
+def test_admission_lets_the_operator_write_only_the_workers_it_manages(
+    cluster, stalk_crds, namespace, operator_account
+):
+    """RBAC lets the operator create and patch any Deployment in a namespace it watches;
+    the chart's operator-scope policy narrows that to its own worker Deployments (and
+    their pods): what a stolen operator token could do to other teams' workloads."""
+    from chart import render
+    from stalk_operator.workload import build_deployment
+    from taskqueues import parsed
+
+    docs = render(
+        helm_binary(),
+        "--set", "fullnameOverride=stalk",
+        "--show-only", "templates/admission/operator-scope.yaml",
+        namespace=namespace,
+    )  # fmt: skip
+    name = f"{TEST_PREFIX}{namespace}-operator-scope"  # one per test: cluster-scoped
+    docs[0]["metadata"]["name"] = docs[1]["metadata"]["name"] = name
+    docs[1]["spec"]["policyName"] = name
+    cluster.apply(docs)
+    try:
+        cluster.kubectl(
+            "create", "deployment", "storefront", "--image=shop:1", namespace=namespace
+        )  # another team's workload
+
+        def as_operator(*args: str, manifest: str | None = None):
+            return cluster.kubectl(
+                *args, f"--as={operator_account}", input_text=manifest, check=False,
+                namespace=namespace,
+            )  # fmt: skip
+
+        def refused() -> str:
+            tried = as_operator("label", "deployment", "storefront", "x=y", "--dry-run=server")
+            return tried.stderr
+
+        wait_for(lambda: "may only write worker deployments" in refused(), 30, "the policy")
+        assert "deployments " + f"{namespace}/storefront is not one" in refused()
+
+        cluster.apply(taskqueue("mail", ["mail"]), namespace=namespace)
+        stored = cluster.get_json("tq", "mail", namespace=namespace)
+        own = build_deployment(parsed(stored))
+        applied = as_operator(
+            "apply", "--server-side", "--field-manager=stalk-operator", "-f", "-",
+            manifest=json.dumps(own),
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+        replicas = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": own["metadata"]["name"], "namespace": namespace},
+            "spec": {"replicas": 2},
+        }
+        scaled = as_operator(
+            "apply", "--server-side", f"--field-manager={REPLICAS_MANAGER}",
+            "--force-conflicts", "-f", "-", manifest=json.dumps(replicas),
+        )  # fmt: skip
+        assert scaled.returncode == 0, scaled.stderr
+        disowned = as_operator(
+            "label", "deployment", own["metadata"]["name"],
+            "app.kubernetes.io/managed-by=someone-else", "--overwrite",
+        )  # fmt: skip
+        assert "may only write worker deployments" in disowned.stderr, "nor give one away"
+    finally:
+        cluster.kubectl("delete", "validatingadmissionpolicybinding", name, check=False)
+        cluster.kubectl("delete", "validatingadmissionpolicy", name, check=False)

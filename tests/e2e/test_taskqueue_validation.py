@@ -71,6 +71,16 @@ INVALID = [
         "broker.masterName is required with sentinel:// URLs",
     ),
     (
+        "tls on the default broker",
+        with_spec(broker={"tls": {"enabled": True}}),
+        "broker.tls goes with broker.url",
+    ),
+    (
+        "tls CA without a key",
+        with_spec(broker={"url": "rediss://r:6380/0", "tls": {"caSecretRef": {"name": "ca"}}}),
+        "key: Required value",
+    ),
+    (
         "priority steps without 0",
         with_spec(broker={"prioritySteps": [3, 6]}),
         "broker.prioritySteps must include 0",

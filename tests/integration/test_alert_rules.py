@@ -166,3 +166,156 @@ def test_operator_down_fires_when_its_job_is_down_or_gone(tmp_path, rule_groups)
         rule_groups,
         [case("1x10", False), case("1 1 0x8", True), case("1 1 stale", True)],
     )
+
+
+def test_wait_above_target_fires_only_for_a_taskqueue_late_for_the_whole_period(
+    tmp_path, rule_groups
+):
+    """Two TaskQueues with a 60 s target: one's oldest task waits 90 s and more for ten
+    minutes, the other's went over for two minutes only; a third has no target at all
+    and a long wait, which is not an alert of this kind."""
+
+    def series(name: str, metric: str, values: str, queue: str | None = None) -> dict[str, str]:
+        labels = f'namespace="team", taskqueue="{name}"' + (f', queue="{queue}"' if queue else "")
+        return {"series": f"{metric}{{{labels}}}", "values": values}
+
+    wait, target = "stalk_queue_oldest_wait_seconds", "stalk_taskqueue_target_wait_seconds"
+    inputs = [
+        series("reports", wait, "90+10x10", queue="reports"),
+        series("reports", wait, "5x10", queue="default"),
+        series("reports", target, "60x10"),
+        series("mail", wait, "10 10 80 80 10x7", queue="email"),
+        series("mail", target, "60x10"),
+        series("batch", wait, "900x10", queue="batch"),
+    ]
+    description = annotations(rule_groups, "StalkWaitAboveTarget", "")
+    expected = {
+        "exp_labels": {"severity": "warning", "namespace": "team", "taskqueue": "reports"},
+        "exp_annotations": {
+            "summary": description["summary"]
+            .replace("{{ $labels.namespace }}", "team")
+            .replace("{{ $labels.taskqueue }}", "reports"),
+            "description": description["description"].replace(
+                "{{ $value | humanizeDuration }}", "3m 0s"
+            ),
+        },
+    }
+    promtool_test(
+        tmp_path,
+        rule_groups,
+        [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "9m",
+                        "alertname": "StalkWaitAboveTarget",
+                        "exp_alerts": [expected],
+                    },
+                    {"eval_time": "3m", "alertname": "StalkWaitAboveTarget", "exp_alerts": []},
+                ],
+            }
+        ],
+    )
+
+
+def test_task_failures_and_restarting_workers_fire_from_flowers_metrics(tmp_path, rule_groups):
+    """Flower's counters: one task fails a fifth of its runs, another one in a hundred;
+    one worker goes offline and back every two minutes, another stays up."""
+
+    def events(task: str, kind: str, per_minute: int) -> dict[str, str]:
+        labels = f'task="{task}", type="{kind}", worker="w-1@team"'
+        return {"series": f"flower_events_total{{{labels}}}", "values": f"0+{per_minute}x30"}
+
+    def online(worker: str, values: str) -> dict[str, str]:
+        return {"series": f'flower_worker_online{{worker="{worker}"}}', "values": values}
+
+    failing = {"severity": "warning", "task": "reports.render"}
+    restarting = {"severity": "warning", "worker": "w-2@team"}
+
+    def rendered(alert: str, labels: dict[str, str], value: str, shown: str) -> dict[str, str]:
+        found = annotations(rule_groups, alert, value)
+        for name, label in labels.items():
+            found = {k: v.replace(f"{{{{ $labels.{name} }}}}", label) for k, v in found.items()}
+        return {
+            k: v.replace(f"{{{{ {value} | humanizePercentage }}}}", shown) for k, v in found.items()
+        }
+
+    promtool_test(
+        tmp_path,
+        rule_groups,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    events("reports.render", "task-succeeded", 20),
+                    events("reports.render", "task-failed", 5),
+                    events("mail.send", "task-succeeded", 99),
+                    events("mail.send", "task-failed", 1),
+                    online("w-1@team", "1x30"),
+                    online("w-2@team", " ".join(["1 0"] * 15)),
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "25m",
+                        "alertname": "StalkTaskFailuresHigh",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": failing,
+                                "exp_annotations": rendered(
+                                    "StalkTaskFailuresHigh", failing, "$value", "20%"
+                                ),
+                            }
+                        ],
+                    },
+                    {
+                        "eval_time": "25m",
+                        "alertname": "StalkWorkerRestarting",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": restarting,
+                                # 15 minutes of "1 0" pairs: 14 changes, 7 comings back
+                                "exp_annotations": rendered(
+                                    "StalkWorkerRestarting", restarting, "7", ""
+                                ),
+                            }
+                        ],
+                    },
+                ],
+            }
+        ],
+    )
+
+
+def test_beat_not_firing_fires_for_a_beat_hung_gone_or_without_the_lock(tmp_path, rule_groups):
+    pod = f'namespace="{NAMESPACE}", pod="stalk-beat-7c9d-x2k4p"'
+
+    def case(lock: str, ticks: str, fires: bool) -> dict[str, Any]:
+        firing = {
+            "exp_labels": {"severity": "critical"},
+            "exp_annotations": annotations(rule_groups, "StalkBeatNotFiring", ""),
+        }
+        expected = [firing] if fires else []
+        return {
+            "interval": "1m",
+            "input_series": [
+                {"series": f"stalk_beat_lock_held{{{pod}}}", "values": lock},
+                # Unix seconds of the last tick; promtool's clock starts at 0.
+                {"series": f"stalk_beat_last_tick_timestamp_seconds{{{pod}}}", "values": ticks},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "12m", "alertname": "StalkBeatNotFiring", "exp_alerts": expected}
+            ],
+        }
+
+    promtool_test(
+        tmp_path,
+        rule_groups,
+        [
+            case("1x15", "0+60x15", False),  # ticking, lock held
+            case("1x15", "0+60x3 180x12", True),  # hung since 3m: the last tick stands still
+            case("1 1 stale", "0 60 stale", True),  # the pod is gone
+            case("0x15", "0x15", True),  # a standby: nobody fires the schedule
+        ],
+    )

@@ -14,6 +14,7 @@ import time
 
 import pytest
 import redis
+from beats import chart_beat
 from chart import find, helm_binary, render
 from http_probe import http_body, http_status
 from stalk_agent.beat import parse_schedule
@@ -27,24 +28,7 @@ MAX_LOOP = 1  # the lock lasts 5 s, so the takeover test stays short
 
 @pytest.fixture(scope="module")
 def beat_pod() -> tuple[list[str], dict[str, str]]:
-    """The chart's beat command and literal environment, schedule included."""
-    args = ["--set", f"beat.maxLoopIntervalSeconds={MAX_LOOP}"]
-    for name, period in PERIODS.items():
-        args += [
-            "--set",
-            f"beat.schedule.{name}.task=stalk_worker.tasks.canvas.add",
-            "--set",
-            f"beat.schedule.{name}.every={period}",
-            "--set",
-            f"beat.schedule.{name}.queue={name}",
-            "--set-json",
-            f"beat.schedule.{name}.args=[1,{period}]",
-        ]
-    docs = render(helm_binary(), *args)
-    container = find(docs, "Deployment", "-beat")["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    env["STALK_BEAT_SCHEDULE"] = find(docs, "ConfigMap", "-beat-schedule")["data"]["schedule.json"]
-    return container["command"], env
+    return chart_beat(PERIODS, MAX_LOOP)
 
 
 class Arrivals:
@@ -268,7 +252,9 @@ def test_a_beat_started_before_its_broker_waits_for_it(beat_pod, tmp_path):
 def test_a_beat_that_stops_ticking_fails_its_liveness_probe(beat_pod, tmp_path):
     """Beat hung on a broker that holds its connection without answering fires nothing
     and logs nothing: ``/healthz``, the chart's liveness probe, turns 503 once its loop
-    has not ticked for the stale limit, and 200 again when it ticks."""
+    has not ticked for the stale limit, and 200 again when it ticks; ``/metrics`` (what
+    the StalkBeatNotFiring alert reads) shows the lock held and the last tick's time
+    standing still meanwhile."""
     command, env = beat_pod
     server = RedisServer(tmp_path / "redis", password="secret").start()
     port = free_port()
@@ -284,15 +270,26 @@ def test_a_beat_that_stops_ticking_fails_its_liveness_probe(beat_pod, tmp_path):
     )
     beat.start()
     healthz = f"http://127.0.0.1:{port}/healthz"
+
+    def metric(name: str) -> float:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = http_body(f"http://127.0.0.1:{port}/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        return float(families[name].samples[0].value)
+
     try:
         wait_until(lambda: "last beat" in http_body(healthz), 30, "beat's first tick")
         assert http_status(healthz) == 200
+        assert metric("stalk_beat_lock_held") == 1
+        assert time.time() - metric("stalk_beat_last_tick_timestamp_seconds") < 6
         assert server.process is not None and server.process.pid is not None
         redis_pid = server.process.pid
         os.kill(redis_pid, signal.SIGSTOP)  # the broker hangs, its connections open
         try:
             wait_until(lambda: http_status(healthz) == 503, 30, "the probe to fail")
             assert beat.running(), "hung, not crashed: only the probe can tell"
+            assert time.time() - metric("stalk_beat_last_tick_timestamp_seconds") > 4
         finally:
             os.kill(redis_pid, signal.SIGCONT)
         wait_until(lambda: http_status(healthz) == 200, 60, "beat to tick again")

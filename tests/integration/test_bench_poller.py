@@ -65,8 +65,8 @@ def test_one_round_trip_for_many_taskqueues(pools, redis_db, redis_password):
             shared.append(time.perf_counter() - started)
         assert snapshot.error is None
         assert snapshot.pools["ns/tq7"].backlog == 4 * 3
-        assert snapshot.pools["ns/tq7"].load.busy_workers == 2
-        assert snapshot.pools["ns/tq7"].load.in_flight == 2
+        assert snapshot.pools["ns/tq7"].busy_workers == 2
+        assert snapshot.pools["ns/tq7"].in_flight == 2
         separate_client = connect_async(endpoint)
         separate = []
         for _ in range(3):

@@ -25,7 +25,7 @@ import redis
 from chart import find, helm_binary, render
 from stalk_broker.endpoint import BrokerEndpoint, connect
 from stalk_devenv.process import ManagedProcess, wait_until
-from stalk_devenv.redis import redis_available
+from stalk_devenv.redis import ServerTLS, redis_available
 from workers import client_app
 
 PASSWORD = 's3cret "quoted" \\back $pace'  # what a Secret of your own may hold
@@ -95,10 +95,16 @@ class Node:
     sentinel: ManagedProcess
     hook_env: dict[str, str] = field(default_factory=dict)
     """What the redis container's preStop hook sees."""
+    tls: ServerTLS | None = None
 
     def client(self, port: int) -> redis.Redis:
         return redis.Redis(
-            self.host, port, password=PASSWORD, socket_timeout=2, decode_responses=True
+            self.host,
+            port,
+            password=PASSWORD,
+            socket_timeout=2,
+            decode_responses=True,
+            **(self.tls.client_kwargs() if self.tls else {}),
         )
 
 
@@ -111,6 +117,7 @@ class RedisGroup:
     sentinel_port: int
     data_dirs: list[Path] = field(default_factory=list)
     scripts: Path = Path()
+    tls: ServerTLS | None = None
 
     def redis(self, node: Node) -> redis.Redis:
         return node.client(self.redis_port)
@@ -176,6 +183,8 @@ class RedisGroup:
             master_name="mymaster",
             password=PASSWORD,
             sentinel_password=PASSWORD,
+            tls=self.tls is not None,
+            ca_file=str(self.tls.ca) if self.tls else None,
         )
 
     def celery_env(self, scratch: Path) -> dict[str, str]:
@@ -186,6 +195,11 @@ class RedisGroup:
             "STALK_REDIS_PASSWORD": PASSWORD,
             "STALK_SENTINEL_PASSWORD": PASSWORD,
             "STALK_SCRATCH_DIR": str(scratch),
+            **(
+                {"STALK_REDIS_TLS": "true", "STALK_REDIS_CA_FILE": str(self.tls.ca)}
+                if self.tls
+                else {}
+            ),
         }
 
 
@@ -196,9 +210,11 @@ def redis_group(rendered: RenderedRedis, tmp_path: Path) -> Iterator[RedisGroup]
 
 
 @contextmanager
-def run_group(rendered: RenderedRedis, tmp_path: Path) -> Iterator[RedisGroup]:
-    """Three pods of the rendered StatefulSet (started by the test), killed at the end."""
+def run_group(rendered: RenderedRedis, tmp_path: Path, tls: bool = False) -> Iterator[RedisGroup]:
+    """Three pods of the rendered StatefulSet (started by the test), killed at the end;
+    with ``tls``, the certificate Secret's files in a directory of their own."""
     hosts = [f"127.0.0.{10 + i}" for i in range(3)]
+    server_tls = ServerTLS.issue(tmp_path / "pki", [*hosts, "127.0.0.1"]) if tls else None
     redis_port, sentinel_port = _ports_free_on(hosts)
     scripts = tmp_path / "scripts"
     scripts.mkdir(parents=True)
@@ -223,6 +239,8 @@ def run_group(rendered: RenderedRedis, tmp_path: Path) -> Iterator[RedisGroup]:
             "DATA_DIR": str(data),
             "PATH": "/usr/bin:/bin",
         }
+        if server_tls is not None:
+            overrides["TLS_DIR"] = str(secret_volume(server_tls, tmp_path / "tls"))
         processes = {
             container: ManagedProcess(
                 f"{container}-{i}",
@@ -233,8 +251,8 @@ def run_group(rendered: RenderedRedis, tmp_path: Path) -> Iterator[RedisGroup]:
             for container in ("redis", "sentinel")
         }
         hook_env = {**rendered.env["redis"], **overrides, "LOCAL_HOST": host}
-        nodes.append(Node(host, processes["redis"], processes["sentinel"], hook_env))
-    group = RedisGroup(nodes, redis_port, sentinel_port, data_dirs)
+        nodes.append(Node(host, processes["redis"], processes["sentinel"], hook_env, server_tls))
+    group = RedisGroup(nodes, redis_port, sentinel_port, data_dirs, tls=server_tls)
     group.scripts = scripts
     try:
         yield group
@@ -245,6 +263,18 @@ def run_group(rendered: RenderedRedis, tmp_path: Path) -> Iterator[RedisGroup]:
         for node in nodes:
             node.redis.kill()
             node.sentinel.kill()
+
+
+def secret_volume(tls: ServerTLS, directory: Path) -> Path:
+    """The certificate Secret as its volume shows it: tls.crt, tls.key and ca.crt."""
+    directory.mkdir(exist_ok=True)
+    for name, source in (
+        ("tls.crt", tls.server.cert),
+        ("tls.key", tls.server.key),
+        ("ca.crt", tls.ca),
+    ):
+        (directory / name).write_bytes(source.read_bytes())
+    return directory
 
 
 def start_all_at_once(group: RedisGroup) -> None:
@@ -432,6 +462,28 @@ def test_celery_through_the_sentinels_survives_a_failover(redis_group, workers, 
     """A worker and a client set up as the chart sets them up (Sentinel URLs, master
     name, a password for Redis and for the Sentinels) keep working across a failover
     with no reconfiguration, and lose no task."""
+    celery_survives_a_failover(redis_group, workers, tmp_path)
+
+
+def test_tls_only_the_group_settles_fails_over_and_celery_follows(workers, tmp_path):
+    """redis.tls on: the scripts bootstrap over TLS, nothing answers in plain text, and
+    Celery, verifying the servers, keeps working across a failover."""
+    rendered = render_redis(
+        "--set", f"redis.sentinel.downAfterMilliseconds={DOWN_AFTER_MS}",
+        "--set", "redis.sentinel.failoverTimeoutMilliseconds=3000",
+        "--set", "redis.tls.enabled=true",
+        "--set", "redis.tls.existingSecret=redis-certs",
+    )  # fmt: skip
+    assert rendered.env["redis"]["TLS_DIR"] == rendered.env["sentinel"]["TLS_DIR"] == "/tls"
+    with run_group(rendered, tmp_path, tls=True) as group:
+        celery_survives_a_failover(group, workers, tmp_path)
+        (master,) = group.masters()  # answering over TLS, not in plain text
+        for port in (group.redis_port, group.sentinel_port):
+            with pytest.raises(redis.ConnectionError):
+                redis.Redis(master, port, password=PASSWORD, socket_timeout=2).ping()
+
+
+def celery_survives_a_failover(redis_group: RedisGroup, workers, tmp_path: Path) -> None:
     start_all_at_once(redis_group)
     wait_until(redis_group.healthy, 30, "the group to settle")
     env = redis_group.celery_env(tmp_path / "scratch")

@@ -21,8 +21,8 @@ def test_script_sums_what_the_python_reader_accepts(redis_db):
     client = redis_db.client()
     now = time.time()
     records = {
-        "busy": WorkerLoad(active=2, reserved=1, consuming=True, updated=now).encode(),
-        "idle": WorkerLoad(active=0, reserved=0, consuming=True, updated=now).encode(),
+        "busy": WorkerLoad(active=2, reserved=1, consuming=True, updated=now, runtime=3.0).encode(),
+        "idle": WorkerLoad(active=0, reserved=0, consuming=True, updated=now, runtime=1.5).encode(),
         "reserved-only": WorkerLoad(active=0, reserved=1, consuming=False, updated=now).encode(),
         "stale": WorkerLoad(active=5, reserved=0, consuming=True, updated=now - 60).encode(),
         "garbage": "not json",
@@ -53,6 +53,11 @@ def test_script_sums_what_the_python_reader_accepts(redis_db):
     assert busy_pool.in_flight == sum(w.in_flight for w in python_view) == 4
     assert busy_pool.busy_workers == sum(1 for w in python_view if w.busy) == 2
     assert busy_pool.reporting_workers == len(python_view)
+    timed = [w.runtime for w in python_view if w.runtime]
+    assert busy_pool.runtime == sum(timed) / len(timed) == 2.25  # workers with a figure
+    # Each non-empty list's oldest and newest message (the same "m" here).
+    assert [e is not None for e in busy_pool.ends] == [True, True, False, True]
+    assert empty_pool.runtime is None and empty_pool.ends == (None,) * 4
     assert (empty_pool.lengths, empty_pool.in_flight, empty_pool.busy_workers) == (
         (0, 0, 0, 0),
         0,

@@ -176,6 +176,35 @@ async def test_a_refused_write_shows_on_the_taskqueue_and_clears_when_it_succeed
     assert condition(h.kube.of("status")[-1][1], "Scaling")["reason"] == "ScaledUp"
 
 
+async def test_an_api_server_that_stops_and_starts_is_one_fault_logged_once(caplog):
+    """While it goes down and comes back, the API server refuses connections and answers
+    503 or 500 in turn: one outage, one warning, one Event-free fault (an Event could
+    not be posted either), however the failures alternate."""
+    h = Harness()
+    await h.ready(1)
+
+    def unavailable(code: int) -> ApiError:
+        answer = ApiError.__new__(ApiError)
+        answer.status = type("S", (), {"code": code, "reason": "x", "message": "starting"})()
+        return answer
+
+    h.kube.fail = [
+        httpx2.ConnectError("All connection attempts failed"),
+        unavailable(503),
+        httpx2.ConnectError("All connection attempts failed"),
+        unavailable(500),
+        unavailable(429),
+    ]
+    caplog.set_level(logging.INFO, logger="stalk_operator.loop")
+    for _ in range(5):
+        await h.step(h.snapshot(backlog=10), seconds=6)
+    assert not h.kube.fail, "every failure was met"
+    await h.step(h.snapshot(backlog=10), seconds=6)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "KubernetesUnreachable" in warnings[0], warnings
+    assert condition(h.kube.of("status")[-1][1], "Scaling")["reason"] != "KubernetesUnreachable"
+
+
 async def test_a_deployment_it_does_not_own_is_never_written():
     h = Harness()
     await h.step()

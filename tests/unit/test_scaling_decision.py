@@ -181,3 +181,54 @@ def test_properties_over_a_sequence_of_polls(policy, steps, start):
         ):
             assert decision.replicas == decision.recommended, "scale-up happens in one step"
         current, history = decision.replicas, decision.history
+
+
+# -- a wait target (spec.scaling.targetWaitSeconds) --------------------------------------
+
+WAIT_POLICY = replace(POLICY, target_per_replica=20, concurrency=2, target_wait_seconds=30.0)
+
+
+def test_long_tasks_at_moderate_depth_get_the_replicas_the_wait_target_needs():
+    """20 one-minute tasks, 20 tasks a replica by depth: one replica would start the
+    last of them 10 minutes late. Within 30 s a replica starts 2 + 2 * 30/60 = 3."""
+    waiting = Load(backlog=20, in_flight=0, busy_workers=0, task_seconds=60.0)
+    assert recommend(waiting, replace(WAIT_POLICY, target_wait_seconds=None)) == 1
+    assert recommend(waiting, WAIT_POLICY) == 7
+
+
+def test_short_tasks_are_left_to_the_depth_target():
+    quick = Load(backlog=20, in_flight=0, busy_workers=0, task_seconds=0.1)
+    assert recommend(quick, WAIT_POLICY) == 1  # 2 * (1 + 300) tasks a replica within 30 s
+
+
+def test_a_wait_already_over_the_target_scales_the_busy_workers_by_how_late_it_is():
+    late = Load(backlog=10, in_flight=6, busy_workers=3, oldest_wait=60.0)
+    assert recommend(late, WAIT_POLICY) == 6  # no run time known: 3 busy x 60/30
+    on_time = replace(late, oldest_wait=20.0)
+    assert recommend(on_time, WAIT_POLICY) == 3  # depth asks 1 (16 / 20); busy hold 3
+
+
+def test_an_empty_queue_asks_nothing_of_the_wait_target():
+    idle = Load(backlog=0, in_flight=4, busy_workers=2, oldest_wait=0.0, task_seconds=60.0)
+    assert recommend(idle, WAIT_POLICY) == recommend(
+        idle, replace(WAIT_POLICY, target_wait_seconds=None)
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    backlog=st.integers(0, 500),
+    in_flight=st.integers(0, 50),
+    busy=st.integers(0, 20),
+    wait=st.floats(0, 3600),
+    task_seconds=st.one_of(st.none(), st.floats(0.01, 3600)),
+    target=st.floats(1, 3600),
+)
+def test_a_wait_target_only_ever_adds_replicas(
+    backlog, in_flight, busy, wait, task_seconds, target
+):
+    observed = Load(backlog, in_flight, min(busy, 20), oldest_wait=wait, task_seconds=task_seconds)
+    with_target = replace(WAIT_POLICY, target_wait_seconds=target)
+    without = replace(WAIT_POLICY, target_wait_seconds=None)
+    assert recommend(observed, with_target) >= recommend(observed, without)
+    assert recommend(observed, with_target) <= WAIT_POLICY.max_replicas

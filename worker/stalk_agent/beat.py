@@ -129,11 +129,13 @@ def redbeat_config(
             password=endpoint.password,
             db=endpoint.db,
         )
-        if endpoint.sentinel_password is not None:
-            options["sentinel_kwargs"] = {"password": endpoint.sentinel_password}
+        if sentinel_links := endpoint.sentinel_link_kwargs():
+            options["sentinel_kwargs"] = sentinel_links
     else:
         url = endpoint.celery_url()
+    tls = {"redbeat_redis_use_ssl": endpoint.celery_ssl()} if endpoint.tls else {}
     return {
+        **tls,
         "beat_scheduler": SCHEDULER,
         "beat_max_loop_interval": max_loop_interval,
         "redbeat_redis_url": url,

@@ -17,6 +17,7 @@ from stalk_agent.configure import apply_broker
 from stalk_agent.health import serve_once
 from stalk_agent.settings import AgentSettings
 from stalk_agent.steps import Heartbeat, LoadReporter
+from stalk_agent.task_metrics import enable as enable_task_metrics
 
 logger = logging.getLogger("stalk_agent")
 
@@ -30,9 +31,11 @@ def attach(sender: Any, **_: Any) -> None:
     if settings.pool:
         app.steps["consumer"].add(LoadReporter)
     if settings.health_port:
-        serve_once(settings.health_port, settings.health_stale_seconds)
+        metrics = enable_task_metrics() if settings.task_metrics else None
+        exposition = None if metrics is None else metrics.exposition
+        serve_once(settings.health_port, settings.health_stale_seconds, exposition)
     logger.info(
-        "Stalk agent attached: pool %s, broker %s, /healthz on :%d",
+        "Stalk agent attached: pool %s, broker %s, /healthz and /metrics on :%d",
         settings.pool or "(none)",
         settings.broker().describe(),
         settings.health_port,

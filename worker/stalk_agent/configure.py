@@ -2,7 +2,7 @@
 
 Applied in the worker's main process before the worker connects, so the consumer, and
 the pool processes forked from it, use it. Only what decides where messages live is
-set: the URL (with the TaskQueue's db), Sentinel's master name and password,
+set: the URL (with the TaskQueue's db), Sentinel's master name and password, TLS,
 ``global_keyprefix`` and the priority steps (the lists the operator counts), and a
 visibility timeout above the TaskQueue's time limit. The app's other settings stay; where
 it sets no socket timeout, the broker's sockets get Stalk's
@@ -31,6 +31,9 @@ def apply_broker(app: Celery, settings: AgentSettings) -> dict[str, Any]:
     floor = settings.task_time_limit_seconds + VISIBILITY_MARGIN_SECONDS
     if int(options.get("visibility_timeout") or 3600) < floor:
         options["visibility_timeout"] = floor
-    app.conf.broker_url = settings.broker().celery_url()
+    broker = settings.broker()
+    app.conf.broker_url = broker.celery_url()
     app.conf.broker_transport_options = options
+    if broker.tls:
+        app.conf.broker_use_ssl = broker.celery_ssl()
     return options

@@ -1,4 +1,5 @@
-"""``/healthz`` for a liveness probe that needs nothing in the worker's image.
+"""``/healthz`` for a liveness probe that needs nothing in the worker's image, and the
+agent's ``/metrics`` beside it.
 
 A daemon thread serves HTTP; it answers from the heartbeat the event loop leaves (a
 worker's: :class:`stalk_agent.steps.Heartbeat`; beat's: each tick of
@@ -11,8 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
+
+Exposition = Callable[[], tuple[bytes, str]]
+"""What ``/metrics`` answers: the body and its content type."""
 
 logger = logging.getLogger(__name__)
 
@@ -50,33 +55,42 @@ class Heart:
 _serving: dict[int, ThreadingHTTPServer] = {}
 
 
-def serve_once(port: int, stale_after: float) -> ThreadingHTTPServer | None:
+def serve_once(
+    port: int, stale_after: float, metrics: Exposition | None = None
+) -> ThreadingHTTPServer | None:
     """:func:`serve`, unless this process already serves ``port`` (Celery may build a
     scheduler more than once). A port already taken is said once and is no reason to stop
     the process (as for a worker, whose ``worker_init`` handlers Celery runs robustly):
     the liveness probe then tells."""
     if port not in _serving:
         try:
-            _serving[port] = serve(port, stale_after)
+            _serving[port] = serve(port, stale_after, metrics)
         except OSError as exc:
             logger.warning("cannot serve /healthz on :%d: %s", port, exc)
             return None
     return _serving[port]
 
 
-def serve(port: int, stale_after: float) -> ThreadingHTTPServer:
-    """Serve ``/healthz`` on ``port`` from a daemon thread; returns the server."""
+def serve(port: int, stale_after: float, metrics: Exposition | None = None) -> ThreadingHTTPServer:
+    """Serve ``/healthz`` (and ``/metrics``, given an exposition) on ``port`` from a
+    daemon thread; returns the server."""
     heart = Heart.instance()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path.split("?")[0] != "/healthz":
+            path = self.path.split("?")[0]
+            if path == "/healthz":
+                ok, detail = heart.alive(stale_after)
+                body = f"{'alive' if ok else 'not alive'}: {detail}\n".encode()
+                self._answer(200 if ok else 503, body, "text/plain")
+            elif path == "/metrics" and metrics is not None:
+                self._answer(200, *metrics())
+            else:
                 self.send_error(404)
-                return
-            ok, detail = heart.alive(stale_after)
-            body = f"{'alive' if ok else 'not alive'}: {detail}\n".encode()
-            self.send_response(200 if ok else 503)
-            self.send_header("Content-Type", "text/plain")
+
+        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -3,7 +3,9 @@
 The operator's init container runs this from Stalk's worker image into an ``emptyDir``
 that the worker container puts on its ``PYTHONPATH``. Only pure-Python packages are
 copied: the agent and the two small Stalk packages it imports; Celery and redis-py are
-the app's own.
+the app's own. prometheus-client (for the agent's task metrics) goes to a directory of
+its own that the agent puts at the *end* of ``sys.path``, only if the app lacks it: a
+copy on ``PYTHONPATH`` would shadow the version the app chose.
 """
 
 from __future__ import annotations
@@ -15,19 +17,25 @@ import sys
 from pathlib import Path
 
 PACKAGES = ("stalk_agent", "stalk_broker", "stalk_config")
+FALLBACK_PACKAGES = ("prometheus_client",)
+FALLBACK_DIR = "fallback-packages"
+"""Beside the agent: packages it uses only when the app's image has none of its own."""
 BEAT_PACKAGES = ("redbeat", "tenacity")
 """For a beat: celery-redbeat and its one dependency an app's image may lack."""
 
 
 def install(target: Path, beat: bool = False) -> list[Path]:
-    copied = []
-    for name in (*PACKAGES, *(BEAT_PACKAGES if beat else ())):
-        source = Path(importlib.import_module(name).__file__ or "").parent
-        destination = target / name
-        shutil.rmtree(destination, ignore_errors=True)
-        shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__"))
-        copied.append(destination)
+    copied = [_copy(name, target) for name in (*PACKAGES, *(BEAT_PACKAGES if beat else ()))]
+    copied += [_copy(name, target / FALLBACK_DIR) for name in FALLBACK_PACKAGES]
     return copied
+
+
+def _copy(package: str, target: Path) -> Path:
+    source = Path(importlib.import_module(package).__file__ or "").parent
+    destination = target / package
+    shutil.rmtree(destination, ignore_errors=True)
+    shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__"))
+    return destination
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,8 +7,9 @@ starts before its Redis (a fresh install: the StatefulSet is still electing its 
 waits for it, rather than exiting into CrashLoopBackOff and its growing back-off. Each
 pass of beat's loop beats the agent's :class:`~stalk_agent.health.Heart`, so ``/healthz``
 (the liveness probe) fails for a beat that no longer ticks: a hung beat fires nothing and
-shows nothing otherwise. Needs celery-redbeat: in the image, or injected with the agent
-(``install --beat``).
+shows nothing otherwise; ``/metrics`` beside it gives the last tick's time and whether
+this beat holds the lock, for an alert. Needs celery-redbeat: in the image, or injected
+with the agent (``install --beat``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from redbeat import RedBeatScheduler
 from stalk_broker.endpoint import BrokerEndpoint, connect
 
 from stalk_agent.beat import BeatSettings
+from stalk_agent.beat_metrics import BeatMetrics
 from stalk_agent.configure import apply_broker
 from stalk_agent.health import Heart, serve_once
 from stalk_agent.settings import AgentSettings
@@ -36,8 +38,9 @@ BROKER_RETRY_SECONDS = 1.0
 class Scheduler(RedBeatScheduler):  # type: ignore[misc]
     def __init__(self, app: Celery, *args: Any, **kwargs: Any) -> None:
         settings = AgentSettings.from_environ()
+        self.metrics = BeatMetrics.instance()
         if settings.health_port:
-            serve_once(settings.health_port, settings.health_stale_seconds)
+            serve_once(settings.health_port, settings.health_stale_seconds, self.metrics.exposition)
         wait_for_broker(configure(app))
         super().__init__(app, *args, **kwargs)
 
@@ -50,6 +53,7 @@ class Scheduler(RedBeatScheduler):  # type: ignore[misc]
             # another beat holding it, this one stops (its restart waits as a standby),
             # so that no entry fires twice.
             if not self.lock.acquire(blocking=False):
+                self.metrics.lost_lock()
                 raise
             logger.warning("beat: the lock expired (the broker was away); took it again")
             interval = float(super().tick(*args, **kwargs))
@@ -60,6 +64,7 @@ class Scheduler(RedBeatScheduler):  # type: ignore[misc]
             logger.warning("beat: the broker is away (%s); trying again", exc)
             return BROKER_RETRY_SECONDS
         Heart.instance().beat()
+        self.metrics.ticked()
         return interval
 
 

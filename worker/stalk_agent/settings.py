@@ -41,3 +41,9 @@ class AgentSettings(BrokerSettings):
         "`/healthz` fails once the worker's event loop (or beat's loop) has not beaten for "
         "this long.",
     )
+    task_metrics: bool = env(
+        "STALK_AGENT_TASK_METRICS",
+        True,
+        "Serve each task's queue wait (for producers that stamp their send time) on "
+        "`/metrics` beside `/healthz`.",
+    )

@@ -19,19 +19,29 @@ from stalk_broker import WorkerLoad, connect, worker_state_key
 from stalk_broker.worker_state import POOL_KEY_TTL_SECONDS
 
 from stalk_agent.health import Heart
+from stalk_agent.service_time import ServiceTime
 from stalk_agent.settings import AgentSettings
 
 logger = logging.getLogger(__name__)
 
 
-def current_load(consumer: Consumer) -> WorkerLoad:
+def current_load(consumer: Consumer, service: ServiceTime | None = None) -> WorkerLoad:
     """What this worker holds now, from Celery's own bookkeeping of requests: running
-    tasks, and those received (prefetched) but not yet started."""
+    tasks, and those received (prefetched) but not yet started; and, given its clock,
+    how long its tasks run."""
     active = len(worker_state.active_requests)
     reserved = max(0, len(worker_state.reserved_requests) - active)
     selected = consumer.app.amqp.queues.consume_from
     consuming = selected is None or bool(selected)
-    return WorkerLoad(active=active, reserved=reserved, consuming=consuming, updated=time.time())
+    now = time.time()
+    runtime = None
+    if service is not None:
+        service.sample(now, active, worker_state.all_total_count[0])
+        measured = service.seconds()
+        runtime = None if measured is None else round(measured, 3)
+    return WorkerLoad(
+        active=active, reserved=reserved, consuming=consuming, updated=now, runtime=runtime
+    )
 
 
 def pod_name(settings: AgentSettings, hostname: str) -> str:
@@ -75,13 +85,14 @@ class LoadReporter(_RepeatingStep):
         self._endpoint = settings.broker()
         self._client: redis.Redis | None = None
         self._failing = False
+        self._service = ServiceTime()
         super().__init__(parent, **kwargs)
 
     def create(self, parent: Consumer) -> None:
         self._client = connect(self._endpoint, socket_timeout=0.5)
 
     def tick(self, parent: Consumer) -> None:
-        record = current_load(parent).encode()
+        record = current_load(parent, self._service).encode()
         self._write(
             lambda pipe: pipe.hset(self._key, self._field, record).expire(
                 self._key, POOL_KEY_TTL_SECONDS

@@ -58,7 +58,13 @@ def celery_config(settings: WorkerSettings) -> dict[str, Any]:
     if settings.global_keyprefix:
         transport_options["global_keyprefix"] = settings.global_keyprefix
         backend_options["global_keyprefix"] = settings.global_keyprefix
+    tls: dict[str, Any] = {}
+    if broker.tls:
+        tls["broker_use_ssl"] = broker.celery_ssl()
+    if backend.tls:
+        tls["redis_backend_use_ssl"] = backend.celery_ssl()
     return {
+        **tls,
         "broker_url": broker.celery_url(),
         "result_backend": backend.celery_url(),
         "broker_transport_options": transport_options,

@@ -2,3 +2,4 @@
 {{- define "stalk.uid" -}}10001{{- end }}
 {{- define "stalk.workerManagedBy" -}}stalk-operator{{- end }}
 {{- define "stalk.agentHealthPort" -}}8801{{- end }}
+{{- define "stalk.agentPortName" -}}stalk-agent{{- end }}

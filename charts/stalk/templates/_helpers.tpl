@@ -72,8 +72,49 @@ are named. Takes the root context as `ctx` and the port's name as `port`. */}}
 {{- toYaml (concat $namespaces .Values.networkPolicy.workerNamespaces | uniq) }}
 {{- end }}
 
+{{/* An image reference: by digest when one is set (the tag is then only a label), else
+by tag (default: the chart's appVersion). */}}
 {{- define "stalk.image" -}}
+{{- with (dig "digest" "" .image) }}
+{{- printf "%s@%s" $.image.repository . }}
+{{- else }}
 {{- printf "%s:%s" .image.repository (default .appVersion .image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Where a component's pods run and how their images are pulled: the release's
+imagePullSecrets and priorityClassName (a component's own wins), and the component's
+nodeSelector, tolerations, affinity and topologySpreadConstraints (each constraint
+selects the component's own pods unless it says otherwise). Takes the root context as
+`ctx`, the component's values as `values` and its selector labels as `selector`. */}}
+{{- define "stalk.podPlacement" -}}
+{{- $global := .ctx.Values.global }}
+{{- with $global.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with (default $global.priorityClassName .values.priorityClassName) }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range . }}
+  {{- $own := dict "labelSelector" (dict "matchLabels" (fromYaml $.selector)) }}
+  - {{ toYaml (merge (deepCopy .) $own) | indent 4 | trim }}
+  {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* A component's image (beat, Flower): its own when a repository is set, else the worker's. */}}
@@ -122,7 +163,7 @@ capabilities:
   verbs: [create, patch]
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
-  verbs: [list, watch, patch, get]
+  verbs: [list, watch, patch, get{{ if .Values.operator.createPeering }}, create{{ end }}]
 {{- end }}
 
 {{/*
@@ -173,6 +214,19 @@ app.kubernetes.io/component: redis
 {{- ternary .Values.redis.auth.existingSecretPasswordKey "redis-password" (ne .Values.redis.auth.existingSecret "") }}
 {{- end }}
 
+{{/* The bundled Redis's certificate Secret (tls.crt, tls.key, ca.crt), or empty without TLS. */}}
+{{- define "stalk.redis.tlsSecret" -}}
+{{- if .Values.redis.tls.enabled }}
+{{- if .Values.redis.tls.existingSecret }}
+{{- .Values.redis.tls.existingSecret }}
+{{- else if .Values.redis.tls.certManager.enabled }}
+{{- printf "%s-tls" (include "stalk.redis.fullname" .) }}
+{{- else }}
+{{- fail "redis.tls.enabled needs a certificate: set redis.tls.existingSecret or redis.tls.certManager.enabled" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* What both containers of a Redis pod need to find the master (files/redis/lib.sh). */}}
 {{- define "stalk.redis.env" -}}
 - name: POD_NAME
@@ -184,6 +238,10 @@ app.kubernetes.io/component: redis
   value: {{ include "stalk.redis.nodes" . | quote }}
 - name: MASTER_NAME
   value: {{ .Values.redis.sentinel.masterName | quote }}
+{{- if .Values.redis.tls.enabled }}
+- name: TLS_DIR
+  value: /tls
+{{- end }}
 {{- if .Values.redis.auth.enabled }}
 - name: REDIS_PASSWORD
   valueFrom:
@@ -233,6 +291,45 @@ through its Sentinels, so a failover needs no reconfiguration.
 {{- end }}
 {{- end }}
 
+{{/* Whether the default broker speaks TLS: "true" or empty. */}}
+{{- define "stalk.broker.tls" -}}
+{{- if .Values.broker.url }}
+{{- if or .Values.broker.tls.enabled (hasPrefix "rediss://" .Values.broker.url) }}true{{ end }}
+{{- else if and .Values.redis.enabled .Values.redis.tls.enabled }}true{{ end }}
+{{- end }}
+
+{{/* "secret:key" of the default broker's CAs, or empty for the system CAs. */}}
+{{- define "stalk.broker.caSecret" -}}
+{{- if .Values.broker.url }}
+{{- with .Values.broker.tls.caSecret }}{{ printf "%s:%s" . $.Values.broker.tls.caSecretKey }}{{ end }}
+{{- else if and .Values.redis.enabled .Values.redis.tls.enabled }}
+{{- printf "%s:ca.crt" (include "stalk.redis.tlsSecret" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Where a client pod finds the default broker's CAs (stalk.broker.caVolume). */}}
+{{- define "stalk.broker.caFile" -}}
+/etc/stalk/broker-ca/ca.crt
+{{- end }}
+
+{{/* The volume of the default broker's CAs, for a pod's `volumes`; empty without. */}}
+{{- define "stalk.broker.caVolume" -}}
+{{- with include "stalk.broker.caSecret" . }}
+{{- $ref := splitList ":" . }}
+- name: broker-ca
+  secret:
+    secretName: {{ index $ref 0 }}
+    items: [{key: {{ index $ref 1 | quote }}, path: ca.crt}]
+{{- end }}
+{{- end }}
+
+{{/* Its mount, for a container's `volumeMounts`; empty without. */}}
+{{- define "stalk.broker.caMount" -}}
+{{- if include "stalk.broker.caSecret" . }}
+- {name: broker-ca, mountPath: {{ include "stalk.broker.caFile" . | dir }}, readOnly: true}
+{{- end }}
+{{- end }}
+
 {{/*
 The broker settings of a Celery process, as environment variables named <prefix>...:
 STALK_ for workers, beat and Flower; STALK_DEFAULT_ for the operator's default broker.
@@ -254,6 +351,19 @@ STALK_ for workers, beat and Flower; STALK_DEFAULT_ for the operator's default b
 - name: {{ $.prefix }}SENTINEL_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ index $ref 0 }}, key: {{ index $ref 1 }}}
+{{- end }}
+{{- if include "stalk.broker.tls" $ctx }}
+- name: {{ .prefix }}REDIS_TLS
+  value: "true"
+{{- end }}
+{{- with include "stalk.broker.caSecret" $ctx }}
+- name: {{ $.prefix }}REDIS_CA_FILE
+  value: {{ include "stalk.broker.caFile" $ctx | quote }}
+{{- if eq $.prefix "STALK_DEFAULT_" }}
+# Worker pods mount the same Secret (the key as ca.crt) in their own namespace.
+- name: STALK_DEFAULT_CA_SECRET
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
 

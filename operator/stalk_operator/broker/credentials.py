@@ -1,8 +1,9 @@
 """From a TaskQueue's broker spec to an endpoint with its passwords.
 
-The operator's default broker takes its passwords from the operator's own settings (the
-chart's Secret, mounted into the operator). A broker a TaskQueue names takes them from
-the Secrets it references, in its own namespace, read at subscription time only.
+The operator's default broker takes its passwords and CAs from the operator's own
+settings (the chart's Secrets, mounted into the operator). A broker a TaskQueue names
+takes them from the Secrets it references, in its own namespace, read at subscription
+time only.
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ async def resolve_endpoint(
     broker: BrokerSpec, namespace: str, settings: OperatorSettings, read_secret: SecretReader
 ) -> BrokerEndpoint:
     if broker.is_default:
-        password = reveal(settings.default_redis_password)
-        sentinel_password = reveal(settings.default_sentinel_password)
-    else:
-        password = await read_secret(namespace, broker.password)
-        sentinel_password = await read_secret(namespace, broker.sentinel_password)
-    return broker.endpoint(password, sentinel_password)
+        return broker.endpoint(
+            reveal(settings.default_redis_password),
+            reveal(settings.default_sentinel_password),
+            ca_file=settings.default_redis_ca_file,
+        )
+    return broker.endpoint(
+        await read_secret(namespace, broker.password),
+        await read_secret(namespace, broker.sentinel_password),
+        ca_data=await read_secret(namespace, broker.ca),
+    )

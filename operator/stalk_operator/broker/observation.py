@@ -11,6 +11,7 @@ from stalk_broker.depth import QueueDepth
 from stalk_broker.pool_reader import PoolQuery
 
 from stalk_operator.scaling import Load
+from stalk_operator.scaling.waiting import PushTime, oldest
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,31 @@ class PoolObservation:
     source: str = AGENT
     """Where ``in_flight`` and ``busy_workers`` come from: the agent's load records,
     Celery's remote control, or nothing (``None``: busy workers are not known)."""
+    oldest_pushed: tuple[PushTime | None, ...] = ()
+    """Per queue (as ``depths``), when its oldest waiting message was pushed, over
+    every priority list; ``None`` for an empty queue."""
+    task_seconds: float | None = None
+    """Mean seconds a task runs, as the pool's agents measure it."""
+
+    @property
+    def pool_oldest_pushed(self) -> PushTime | None:
+        """The pool's oldest waiting message, over all its queues."""
+        return oldest(list(self.oldest_pushed))
 
     @property
     def backlog(self) -> int:
         return sum(d.total for d in self.depths)
 
-    @property
-    def load(self) -> Load:
-        return Load(backlog=self.backlog, in_flight=self.in_flight, busy_workers=self.busy_workers)
+    def load(self, now: float) -> Load:
+        """What the decision sees at ``now``: the oldest wait is an age, so it grows."""
+        pushed = self.pool_oldest_pushed
+        return Load(
+            backlog=self.backlog,
+            in_flight=self.in_flight,
+            busy_workers=self.busy_workers,
+            oldest_wait=0.0 if pushed is None else pushed.age(now).seconds,
+            task_seconds=self.task_seconds,
+        )
 
 
 @dataclass(frozen=True)

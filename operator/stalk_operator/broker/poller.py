@@ -26,7 +26,7 @@ import redis
 import redis.asyncio
 from stalk_broker import BrokerEndpoint, WorkerLoad, connect_async, worker_state_key
 from stalk_broker.depth import fold_queue_depths
-from stalk_broker.pool_reader import PoolReading, script_arguments
+from stalk_broker.pool_reader import ListEnds, PoolReading, script_arguments
 
 from stalk_operator.broker.observation import (
     AGENT,
@@ -39,6 +39,7 @@ from stalk_operator.broker.observation import (
 from stalk_operator.broker.poll_set import PollSet
 from stalk_operator.broker.remote_control import RemoteControlRounds
 from stalk_operator.reporting.metrics import Metrics
+from stalk_operator.scaling.waiting import ListHistory, ListView, PushTime, oldest
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ class BrokerPoller:
         self._remote = RemoteControlRounds(endpoint, self.label, clock)
         """For pools whose workers publish no load records."""
         self._sequence = 0
+        self._histories: dict[str, ListHistory] = {}
+        """Per list key, what earlier polls proved of its oldest message."""
+        self._previous_poll: float | None = None
+        self._poll_time = 0.0
         self._task: asyncio.Task[None] | None = None
         self.last_cycle_at = 0.0
         """Monotonic time the last cycle ended, for the operator's liveness check."""
@@ -168,6 +173,7 @@ class BrokerPoller:
             self._metrics.poll_duration.labels(broker=self.label).observe(
                 time.perf_counter() - started
             )
+        self._previous_poll, self._poll_time = self._poll_time or None, self._clock()
         pools, silent = {}, []
         for subscription, (start, end) in zip(self._polled, self._poll_set.spans, strict=True):
             part = reply[start:end]
@@ -193,14 +199,41 @@ class BrokerPoller:
             return known[1]
         reading = PoolReading.of(part)
         depths = tuple(fold_queue_depths(subscription.layout, subscription.queues, reading.lengths))
+        pushed = self._oldest_pushed(subscription, reading)
         if reading.reporting_workers:
-            observation = PoolObservation(depths, reading.in_flight, reading.busy_workers)
+            observation = PoolObservation(
+                depths,
+                reading.in_flight,
+                reading.busy_workers,
+                oldest_pushed=pushed,
+                task_seconds=reading.runtime,
+            )
         elif held is not None:
-            observation = PoolObservation(depths, held.in_flight, held.busy_workers, REMOTE_CONTROL)
+            observation = PoolObservation(
+                depths, held.in_flight, held.busy_workers, REMOTE_CONTROL, pushed
+            )
         else:
-            observation = PoolObservation(depths, 0, 0, NO_SOURCE)
+            observation = PoolObservation(depths, 0, 0, NO_SOURCE, pushed)
         self._observed[pool] = ((part, held), observation)
         return observation
+
+    def _oldest_pushed(
+        self, subscription: Subscription, reading: PoolReading
+    ) -> tuple[PushTime | None, ...]:
+        """Per queue, when its oldest message was pushed (stalk_operator.scaling.waiting),
+        from the lists' ends this poll read."""
+        per_queue = []
+        ends = iter(zip(reading.lengths, reading.ends, strict=True))
+        for queue in subscription.queues:
+            found = []
+            for key in subscription.layout.queue_lists(queue):
+                length, end = next(ends)
+                history = self._histories.setdefault(key, ListHistory())
+                found.append(
+                    history.observe(_view(length, end), self._poll_time, self._previous_poll)
+                )
+            per_queue.append(oldest(found))
+        return tuple(per_queue)
 
     async def _round_trip(self) -> list[Any]:
         """The script's reply for every subscribed pool (the poll set rewritten first if
@@ -212,6 +245,13 @@ class BrokerPoller:
             await self._poll_set.write([s.query for s in self._polled])
             self._polled_version = version
             self._observed = {p: o for p, o in self._observed.items() if p in self._subscriptions}
+            polled_lists = {
+                key
+                for s in self._polled
+                for queue in s.queues
+                for key in s.layout.queue_lists(queue)
+            }
+            self._histories = {k: h for k, h in self._histories.items() if k in polled_lists}
         if not self._polled:
             return []
         return await self._poll_set.read(script_arguments(self._clock(), self._stale_after))
@@ -236,6 +276,12 @@ class BrokerPoller:
             if load is not None and load.is_fresh(now, self._stale_after):
                 loads[pod.decode() if isinstance(pod, bytes) else str(pod)] = load
         return loads
+
+
+def _view(length: int, ends: ListEnds | None) -> ListView:
+    if ends is None:
+        return ListView(length)
+    return ListView(length, ends.tail, ends.head, ends.published_at)
 
 
 def describe_error(exc: BaseException) -> str:

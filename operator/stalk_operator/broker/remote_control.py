@@ -103,7 +103,9 @@ class RemoteControl:
         if layout.global_keyprefix:
             options["global_keyprefix"] = layout.global_keyprefix
         # kombu is not typed throughout.
-        self._connection = Connection(endpoint.celery_url(), transport_options=options)  # type: ignore[no-untyped-call]
+        self._connection = Connection(  # type: ignore[no-untyped-call]
+            endpoint.celery_url(), transport_options=options, ssl=endpoint.celery_ssl() or False
+        )
         self._mailbox = Mailbox(CONTROL_EXCHANGE, type="fanout", accept=["json"])  # type: ignore[no-untyped-call]
         self._timeout = timeout
 

@@ -9,6 +9,7 @@ metrics are ordinary collectors.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from stalk_broker.depth import QueueDepth
+
+from stalk_operator.scaling.waiting import PushTime
 
 _TQ = ["namespace", "taskqueue"]
 
@@ -32,7 +35,10 @@ class Figures:
     desired_replicas: int | None = None
     current_replicas: int | None = None
     broker_up: int | None = None
+    target_wait_seconds: float | None = None
     depths: tuple[QueueDepth, ...] = ()
+    oldest_pushed: tuple[PushTime | None, ...] = ()
+    """Per queue (as ``depths``), when its oldest waiting message was pushed."""
     scaled_up: int = 0
     scaled_down: int = 0
     errors: int = 0
@@ -49,6 +55,8 @@ _GAUGES = (
     ("current_replicas", "stalk_taskqueue_current_replicas", "Replicas of the worker Deployment."),
     ("broker_up", "stalk_taskqueue_broker_up",
      "1 when the TaskQueue's broker was read at the last poll."),
+    ("target_wait_seconds", "stalk_taskqueue_target_wait_seconds",
+     "spec.scaling.targetWaitSeconds, where set: what StalkWaitAboveTarget compares with."),
 )  # fmt: skip
 
 
@@ -81,6 +89,13 @@ class TaskQueueCollector(Collector):
         errors = CounterMetricFamily(
             "stalk_reconcile_errors", "Failures to reconcile or scale a TaskQueue.", labels=_TQ
         )
+        waits = GaugeMetricFamily(
+            "stalk_queue_oldest_wait_seconds",
+            "How long the oldest waiting message of the queue has waited, over every "
+            "priority list: exact for stamped messages, else the middle of its bounds.",
+            labels=[*_TQ, "queue"],
+        )
+        now = time.time()
         # Only what carries information: a priority list's length when it has messages
         # (step 0 always), and counters once they count. 10,000 idle TaskQueues then cost
         # six series each, not thirteen, and a scrape stays well under a second.
@@ -90,13 +105,16 @@ class TaskQueueCollector(Collector):
                 for step, length in depth.by_step.items():
                     if length or step == 0:
                         lengths.add_metric([*labels, depth.queue, str(step)], length)
+            for depth, pushed in zip(f.depths, f.oldest_pushed, strict=False):
+                if pushed is not None:
+                    waits.add_metric([*labels, depth.queue], round(pushed.age(now).seconds, 3))
             if f.scaled_up:
                 scales.add_metric([*labels, "up"], f.scaled_up)
             if f.scaled_down:
                 scales.add_metric([*labels, "down"], f.scaled_down)
             if f.errors:
                 errors.add_metric(labels, f.errors)
-        yield from (lengths, scales, errors)
+        yield from (lengths, waits, scales, errors)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # unchecked: the names are fixed above

@@ -3,6 +3,7 @@ the Events that mark a change of state. No I/O: the loop writes what this return
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,7 @@ from stalk_operator.reporting import conditions, events
 from stalk_operator.reporting.metrics import Figures
 from stalk_operator.reporting.status import Counts, StatusReport, StatusWriter
 from stalk_operator.scaling import Decision, Reason
+from stalk_operator.scaling.waiting import PushTime
 from stalk_operator.settings import OperatorSettings
 from stalk_operator.workload import DeploymentState
 
@@ -37,13 +39,15 @@ class Reporter:
         self._unobserved_since: float | None = None
         self._verdict_pending = False
         self._blocked: str | None = None
+        self._waiting = False
+        """Tasks wait: their age grows with time alone, and the status shows it."""
 
     @property
     def settled(self) -> bool:
         """False while the report would change with time alone (a verdict on busy-worker
-        protection still pending, or counts waiting for the status interval): the loop
-        must not skip its next cycles."""
-        return not (self._verdict_pending or self.writer.withheld)
+        protection still pending, counts waiting for the status interval, the age of
+        waiting tasks): the loop must not skip its next cycles."""
+        return not (self._verdict_pending or self.writer.withheld or self._waiting)
 
     @property
     def last_scale_seconds(self) -> float | None:
@@ -55,6 +59,7 @@ class Reporter:
         """The metrics' view of the queues; an Event when the broker is lost or back."""
         if observation is not None:
             self.figures.depths = observation.depths
+            self.figures.oldest_pushed = observation.oldest_pushed
         event = events.broker_changed(self.broker_ok, snapshot.error, snapshot.broker)
         self.broker_ok = snapshot.error is None
         return [event] if event is not None else []
@@ -74,6 +79,7 @@ class Reporter:
         figures = self.figures
         figures.desired_replicas, figures.current_replicas = decision.replicas, deployment.current
         figures.broker_up = 0 if observation is None else 1
+        figures.target_wait_seconds = taskqueue.scaling.target_wait_seconds
         counts, source = None, None
         if observation is not None:
             source = observation.source
@@ -86,7 +92,18 @@ class Reporter:
                 busy_workers=observation.busy_workers,
                 backlog_by_queue={d.queue: d.total for d in observation.depths},
                 in_flight_source=observation.source,
+                oldest_wait=_wait(observation.pool_oldest_pushed, now),
+                # Every queue, 0 when none waits: a merge patch removes only keys set null.
+                oldest_wait_by_queue={
+                    d.queue: _wait(pushed, now) or 0.0
+                    for d, pushed in zip(
+                        observation.depths,
+                        itertools.chain(observation.oldest_pushed, itertools.repeat(None)),
+                        strict=False,
+                    )
+                },
             )
+            self._waiting = observation.backlog > 0
         report = StatusReport(
             generation=taskqueue.generation,
             conditions=conditions.with_fault(
@@ -190,3 +207,12 @@ def _blocked(taskqueue: TaskQueue, deployment: DeploymentState) -> conditions.Co
     return conditions.blocked_condition(
         "DeploymentNotOwned", f"{name} belongs to {kind} {owner}: delete or rename it"
     )
+
+
+def _wait(pushed: PushTime | None, now: float) -> float | None:
+    """A wait as the status shows it: two significant figures (1.5, 12, 340, 4100), so
+    that a growing age is rewritten only when it moves by about a tenth or more."""
+    if pushed is None:
+        return None
+    seconds = pushed.age(now).seconds
+    return float(f"{seconds:.2g}") if seconds >= 1 else round(seconds, 1)

@@ -23,6 +23,8 @@ class Counts:
     busy_workers: int
     backlog_by_queue: Mapping[str, int]
     in_flight_source: str
+    oldest_wait: float | None = None
+    oldest_wait_by_queue: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class StatusReport:
                 busyWorkers=self.counts.busy_workers,
                 backlogByQueue=dict(self.counts.backlog_by_queue),
                 inFlightSource=self.counts.in_flight_source,
+                oldestWaitSeconds=self.counts.oldest_wait or 0,
+                oldestWaitByQueue=dict(self.counts.oldest_wait_by_queue),
             )
         return {key: value for key, value in values.items() if value is not None}
 

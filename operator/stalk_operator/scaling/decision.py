@@ -6,7 +6,8 @@ No I/O and no clock: the caller passes ``now``. Rules, in order:
 2. Broker unreadable: ``fallbackReplicas`` if set, else keep the current count.
 3. Recommendation: ``ceil((backlog + inFlight) / target)``; 0 while the load does not
    exceed ``activationBacklog``; never fewer than the busy workers; clamped to
-   ``[min, max]``.
+   ``[min, max]``. With ``targetWaitSeconds`` it is the larger of that and the wait
+   recommendation (:func:`recommend_for_wait`).
 4. Up: the lowest recommendation of the scale-up window (0 s by default: at once), at
    most ``maxStepReplicas`` more.
 5. Down: the highest recommendation of the scale-down window, at most
@@ -52,6 +53,12 @@ class Load:
 
     busy_workers: int
     """Workers holding at least one task: removing one would interrupt work."""
+
+    oldest_wait: float = 0.0
+    """Seconds the oldest waiting task has waited (0 when none waits)."""
+
+    task_seconds: float | None = None
+    """Mean seconds a task runs, as the workers measured it; ``None`` when unknown."""
 
     @property
     def total(self) -> int:
@@ -103,8 +110,35 @@ def recommend(load: Load, policy: ScalingPolicy) -> int:
         needed = 0
     else:
         needed = max(1, math.ceil(load.total / policy.target_per_replica))
+        needed = max(needed, recommend_for_wait(load, policy))
     needed = max(needed, load.busy_workers)
     return min(max(needed, policy.min_replicas), policy.max_replicas)
+
+
+def recommend_for_wait(load: Load, policy: ScalingPolicy) -> int:
+    """Replicas that start every waiting task within ``targetWaitSeconds``; 0 without a
+    target. Two parts, the larger taken:
+
+    a. From the task run time S the workers measure: within the target T, a replica
+       starts the ``c`` tasks it holds and ``c * T / S`` more as its slots free (``c``
+       its concurrency), so the load is spread at ``c * (1 + T / S)`` tasks a replica.
+       Unknown S (no task finished yet): this part is left out.
+    b. From the oldest task's measured wait w, when it already exceeds T: the busy
+       workers scaled by ``w / T``, as the HPA scales on a metric above its target. It
+       corrects (a) when S misleads, and needs no S. Busy workers, not replicas: pods
+       still starting have served no task yet, and counting them would compound the
+       same late wait into more replicas at every poll.
+    """
+    target = policy.target_wait_seconds
+    if target is None or load.backlog == 0:
+        return 0
+    needed = 0
+    if load.task_seconds:
+        per_replica = policy.concurrency * (1 + target / load.task_seconds)
+        needed = math.ceil(load.total / per_replica)
+    if load.oldest_wait > target:
+        needed = max(needed, math.ceil(load.busy_workers * load.oldest_wait / target))
+    return needed
 
 
 def decide(

@@ -16,7 +16,8 @@
 #
 # Environment: REDIS_NODES (every node's hostname, first one first), MY_HOST, REDIS_PORT,
 # SENTINEL_PORT, MASTER_NAME, REDIS_PASSWORD (empty: no auth), LOCAL_HOST (where this
-# pod's own containers answer; localhost).
+# pod's own containers answer; localhost), TLS_DIR (tls.crt, tls.key and ca.crt; empty:
+# no TLS).
 
 set -eu
 
@@ -25,6 +26,7 @@ set -eu
 : "${MASTER_NAME:=mymaster}"
 : "${REDIS_PASSWORD:=}"
 : "${LOCAL_HOST:=localhost}"
+: "${TLS_DIR:=}"
 
 log() {
     echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) [$(basename "$0")] $*" >&2
@@ -36,12 +38,27 @@ ask() {
     ask_host=$1
     ask_port=$2
     shift 2
-    if [ -n "$REDIS_PASSWORD" ]; then
-        REDISCLI_AUTH=$REDIS_PASSWORD timeout 3 redis-cli --no-auth-warning \
-            -h "$ask_host" -p "$ask_port" "$@" 2>/dev/null
-    else
-        timeout 3 redis-cli -h "$ask_host" -p "$ask_port" "$@" 2>/dev/null
+    set -- -h "$ask_host" -p "$ask_port" "$@"
+    if [ -n "$TLS_DIR" ]; then
+        set -- --tls --cacert "$TLS_DIR/ca.crt" "$@"
     fi
+    if [ -n "$REDIS_PASSWORD" ]; then
+        REDISCLI_AUTH=$REDIS_PASSWORD timeout 3 redis-cli --no-auth-warning "$@" 2>/dev/null
+    else
+        timeout 3 redis-cli "$@" 2>/dev/null
+    fi
+}
+
+# The config lines that open port $1: plain, or TLS only (clients need no certificate
+# of their own; replication and the Sentinels' links are TLS too).
+listen_config() {
+    if [ -z "$TLS_DIR" ]; then
+        printf '%s\n' "port $1"
+        return 0
+    fi
+    printf '%s\n' "port 0" "tls-port $1" \
+        "tls-cert-file $TLS_DIR/tls.crt" "tls-key-file $TLS_DIR/tls.key" \
+        "tls-ca-cert-file $TLS_DIR/ca.crt" "tls-auth-clients no" "tls-replication yes"
 }
 
 # A value as a double-quoted Redis config string: backslashes and quotes escaped, so a

@@ -15,7 +15,7 @@ umask 077
 # printf, not echo: dash's echo would expand backslashes in a password.
 {
     printf '%s\n' "bind $REDIS_BIND"
-    printf '%s\n' "port $REDIS_PORT"
+    listen_config "$REDIS_PORT"
     printf '%s\n' "dir $DATA_DIR"
     printf '%s\n' "protected-mode no"
     printf '%s\n' "appendonly $APPENDONLY"

@@ -18,7 +18,7 @@ umask 077
 # printf, not echo: dash's echo would expand backslashes in a password.
 {
     printf '%s\n' "bind $SENTINEL_BIND"
-    printf '%s\n' "port $SENTINEL_PORT"
+    listen_config "$SENTINEL_PORT"
     printf '%s\n' "dir $CONF_DIR"
     printf '%s\n' "protected-mode no"
     printf '%s\n' "sentinel resolve-hostnames yes"
