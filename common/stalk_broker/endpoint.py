@@ -170,18 +170,20 @@ class BrokerEndpoint:
             return {}
         # Always given: kombu would copy the socket options to the Sentinel links only
         # when none are, and Celery's result backend never does (they would wait forever).
-        timeouts = {
-            name: CELERY_SOCKET_OPTIONS[name]
-            for name in ("socket_timeout", "socket_connect_timeout")
-        }
         return {
             "master_name": self.master_name,
-            "sentinel_kwargs": {**timeouts, **self.sentinel_link_kwargs()},
+            "sentinel_kwargs": self.sentinel_link_kwargs(CELERY_SOCKET_OPTIONS["socket_timeout"]),
         }
 
-    def sentinel_link_kwargs(self) -> dict[str, Any]:
-        """redis-py arguments of the links to the Sentinels: their password and TLS."""
-        kwargs = self.ssl_kwargs()
+    def sentinel_link_kwargs(self, socket_timeout: float) -> dict[str, Any]:
+        """redis-py arguments of the links to the Sentinels: a timeout, their password
+        and TLS. redis-py gives the links the client's socket options only when no
+        ``sentinel_kwargs`` are given, so these must carry their own timeout."""
+        kwargs: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            **self.ssl_kwargs(),
+        }
         if self.sentinel_password is not None:
             kwargs["password"] = self.sentinel_password
         return kwargs
@@ -193,6 +195,8 @@ class BrokerEndpoint:
         return {
             "ssl": True,
             "ssl_cert_reqs": "required",
+            # redis-py checks the host name by default only from 6.0; apps bring older.
+            "ssl_check_hostname": True,
             "ssl_ca_certs": self.ca_file,
             "ssl_ca_data": self.ca_data,
         }
@@ -202,7 +206,7 @@ class BrokerEndpoint:
         ``redbeat_redis_use_ssl`` take; ``None`` without TLS."""
         if not self.tls:
             return None
-        options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True}
         if self.ca_file:
             options["ssl_ca_certs"] = self.ca_file
         if self.ca_data:
@@ -225,10 +229,6 @@ def _client_kwargs(endpoint: BrokerEndpoint, socket_timeout: float) -> dict[str,
     }
 
 
-def _sentinel_kwargs(endpoint: BrokerEndpoint, socket_timeout: float) -> dict[str, Any]:
-    return {"socket_timeout": socket_timeout, **endpoint.sentinel_link_kwargs()}
-
-
 def connect(endpoint: BrokerEndpoint, *, socket_timeout: float = 2.0) -> redis.Redis:
     """A blocking client to the broker's current master; it follows Sentinel failovers."""
     kwargs = _client_kwargs(endpoint, socket_timeout)
@@ -236,7 +236,7 @@ def connect(endpoint: BrokerEndpoint, *, socket_timeout: float = 2.0) -> redis.R
         host, port = endpoint.hosts[0]
         return redis.Redis(host=host, port=port, **kwargs)
     sentinels = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        list(endpoint.hosts), sentinel_kwargs=_sentinel_kwargs(endpoint, socket_timeout)
+        list(endpoint.hosts), sentinel_kwargs=endpoint.sentinel_link_kwargs(socket_timeout)
     )
     assert endpoint.master_name is not None
     master = sentinels.master_for(endpoint.master_name, **kwargs)  # type: ignore[no-untyped-call]
@@ -250,7 +250,7 @@ def connect_async(endpoint: BrokerEndpoint, *, socket_timeout: float = 2.0) -> r
         host, port = endpoint.hosts[0]
         return redis.asyncio.Redis(host=host, port=port, **kwargs)
     sentinels = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        list(endpoint.hosts), sentinel_kwargs=_sentinel_kwargs(endpoint, socket_timeout)
+        list(endpoint.hosts), sentinel_kwargs=endpoint.sentinel_link_kwargs(socket_timeout)
     )
     assert endpoint.master_name is not None
     return cast(redis.asyncio.Redis, sentinels.master_for(endpoint.master_name, **kwargs))

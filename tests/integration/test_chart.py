@@ -427,6 +427,8 @@ def test_pods_and_crds_carry_the_recommended_labels(helm):
     }.items():
         labels = spec_owner["spec"]["template"]["metadata"]["labels"]
         assert set(labels) >= RECOMMENDED_LABELS, (name, sorted(RECOMMENDED_LABELS - set(labels)))
+        # The chart's version would roll every pod, each Redis node a failover, on upgrade.
+        assert "helm.sh/chart" not in labels, name
     for crd in sorted((ROOT / "charts" / "stalk" / "crds").glob("*.yaml")):
         for doc in yaml.safe_load_all(crd.read_text()):
             labels = doc["metadata"]["labels"]

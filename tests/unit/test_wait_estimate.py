@@ -16,11 +16,12 @@ class Poller:
     """Feeds a history only the polls at which the list's view changed, with the time of
     the broker's previous poll, as the operator's poller does."""
 
-    def __init__(self) -> None:
+    def __init__(self, broker_polled_at: float | None = None) -> None:
         self.history = ListHistory()
         self.last_view: ListView | None = None
         self.last_pushed: PushTime | None = None
-        self.previous_poll: float | None = None
+        self.previous_poll = broker_polled_at
+        """The broker may have been polled for other lists before this one's first poll."""
 
     def poll(self, view: ListView, now: float) -> WaitEstimate | None:
         if view != self.last_view:
@@ -72,11 +73,16 @@ events = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(backlog_at_start=st.integers(min_value=0, max_value=5), trace=events)
+@given(
+    backlog_at_start=st.integers(min_value=0, max_value=5),
+    broker_polled_before=st.booleans(),
+    trace=events,
+)
 def test_the_true_age_of_the_oldest_message_is_always_within_the_reported_bounds(
-    backlog_at_start, trace
+    backlog_at_start, broker_polled_before, trace
 ):
-    simulated, poller, now = SimulatedList(), Poller(), 100.0
+    now = 100.0
+    simulated, poller = SimulatedList(), Poller(now - 1 if broker_polled_before else None)
     for i in range(backlog_at_start):  # already waiting when the operator starts
         simulated.push(now - 50 + i)
     for gap, what, count in trace:
@@ -144,16 +150,54 @@ def test_on_start_into_a_backlog_the_age_is_at_least_the_time_since_first_seen()
     assert estimate is not None and estimate.at_least and estimate.seconds == 5.0
 
 
+def test_a_list_first_seen_on_a_broker_already_polled_is_not_taken_for_new():
+    """A TaskQueue added to a broker that other TaskQueues keep polled: its list's
+    backlog may be hours old, whatever the broker's previous poll was."""
+    pushed = ListHistory().observe(ListView(1, tail=7, head=7), 101.0, 100.0)
+    assert pushed is not None and pushed.age(120.0).at_least
+
+
 def test_a_stamped_message_gives_its_exact_age():
     pushed = ListHistory().observe(ListView(3, tail=7, head=9, stamped_at=90.0), 100.0, 99.0)
     assert pushed is not None
     assert pushed.age(100.0) == WaitEstimate(seconds=10.0, error=0.0, exact=True)
 
 
-def test_the_oldest_of_several_lists_is_the_one_pushed_earliest():
-    recent = PushTime(earliest=95.5, latest=96.5)
-    early = PushTime(earliest=95.0, latest=97.0)
-    unbounded = PushTime(earliest=None, latest=99.0)  # could be any age
-    assert oldest([None, recent, early]) is early
-    assert oldest([recent, unbounded, early]) is unbounded
+def test_a_stamp_from_a_clock_ahead_gives_way_to_the_bounds():
+    history = ListHistory()
+    history.observe(ListView(0), 99.0, None)
+    pushed = history.observe(ListView(1, tail=7, head=7, stamped_at=130.0), 100.0, 99.0)
+    assert pushed is not None and not pushed.exact
+    assert pushed.age(100.0) == WaitEstimate(seconds=0.5, error=0.5)
+
+
+push_times = st.builds(
+    lambda pushed, before, after, kind: (
+        pushed,
+        PushTime(pushed, pushed, exact=True)
+        if kind == "exact"
+        else PushTime(None if kind == "at least" else pushed - before, pushed + after),
+    ),
+    st.floats(min_value=0, max_value=1000),
+    st.floats(min_value=0, max_value=100),
+    st.floats(min_value=0, max_value=100),
+    st.sampled_from(["exact", "bounded", "at least"]),
+)
+
+
+@given(st.lists(push_times, min_size=1, max_size=6))
+def test_the_oldest_of_several_lists_holds_the_earliest_true_push(lists):
+    """A queue's priority lists, a pool's queues: the oldest tail's true age is inside
+    what is reported for them together, whichever list holds it."""
+    combined = oldest([pushed for _, pushed in lists])
+    assert combined is not None
+    now = 2000.0
+    assert holds(combined.age(now), now - min(true for true, _ in lists))
+
+
+def test_the_oldest_of_lists_one_seen_first_and_one_stamped_is_at_least_the_stamped():
+    first_seen = PushTime(earliest=None, latest=1000.0)
+    stamped = PushTime(400.0, 400.0, exact=True)
+    combined = oldest([first_seen, stamped])
+    assert combined is not None and combined.age(1005.0) == WaitEstimate(605.0, None)
     assert oldest([None, None]) is None

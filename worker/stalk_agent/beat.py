@@ -128,9 +128,8 @@ def redbeat_config(
             service_name=endpoint.master_name,
             password=endpoint.password,
             db=endpoint.db,
+            sentinel_kwargs=endpoint.sentinel_link_kwargs(options["socket_timeout"]),
         )
-        if sentinel_links := endpoint.sentinel_link_kwargs():
-            options["sentinel_kwargs"] = sentinel_links
     else:
         url = endpoint.celery_url()
     tls = {"redbeat_redis_use_ssl": endpoint.celery_ssl()} if endpoint.tls else {}

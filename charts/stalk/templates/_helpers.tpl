@@ -30,6 +30,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: stalk
 {{- end }}
 
+{{/* A pod template's labels: the recommended ones without helm.sh/chart, which changes
+with every chart version and would roll every pod (each Redis node a failover) on an
+upgrade that changes nothing else. Takes the root context as `ctx` and the version of
+what the pod runs as `version`. */}}
+{{- define "stalk.podLabels" -}}
+{{ include "stalk.selectorLabels" .ctx }}
+app.kubernetes.io/version: {{ .version | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: stalk
+{{- end }}
+
 {{- define "stalk.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "stalk.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}

@@ -80,7 +80,10 @@ class BrokerPoller:
         self._histories: dict[str, ListHistory] = {}
         """Per list key, what earlier polls proved of its oldest message."""
         self._previous_poll: float | None = None
+        """When the read before this poll's began: a push it did not see came later."""
         self._poll_time = 0.0
+        """When this poll's read ended: a message it saw was pushed before."""
+        self._read_began: float | None = None
         self._task: asyncio.Task[None] | None = None
         self.last_cycle_at = 0.0
         """Monotonic time the last cycle ended, for the operator's liveness check."""
@@ -162,7 +165,7 @@ class BrokerPoller:
             await asyncio.sleep(max(0.0, self.interval - elapsed))
 
     async def poll_once(self) -> Snapshot:
-        started = time.perf_counter()
+        started, began = time.perf_counter(), self._clock()
         try:
             reply = await self._round_trip()
         except (redis.RedisError, OSError, TimeoutError) as exc:
@@ -173,7 +176,9 @@ class BrokerPoller:
             self._metrics.poll_duration.labels(broker=self.label).observe(
                 time.perf_counter() - started
             )
-        self._previous_poll, self._poll_time = self._poll_time or None, self._clock()
+        # The script ran somewhere inside the round trip: each bound takes the safe end.
+        self._previous_poll, self._read_began = self._read_began, began
+        self._poll_time = self._clock()
         pools, silent = {}, []
         for subscription, (start, end) in zip(self._polled, self._poll_set.spans, strict=True):
             part = reply[start:end]

@@ -22,7 +22,8 @@ width says so. With no earlier bound at all (the operator started into a backlog
 age is "at least" the time since the message was first seen.
 
 A stamped message (the producer opted in, see ``stalk_agent.publish``) gives its exact
-age, as far as the producer's clock agrees with the operator's.
+age, as far as the producer's clock agrees with the operator's; a stamp later than rule 1
+allows (a clock ahead) is not believed, and the bounds stand.
 
 kombu requeues a message of a lost worker onto the tail (``RPUSH``): it is older than
 rule 4 assumes, and is counted from its requeue.
@@ -103,6 +104,10 @@ class ListHistory:
         """Take the view of the list a poll at ``now`` read, the broker's previous poll
         having been at ``previous_poll`` (the list unchanged since this history's last
         view); when its oldest message was pushed, or ``None`` when it is empty."""
+        if self.was_empty is None:
+            # The list's first view: the broker's previous poll (a list newly subscribed
+            # to a broker already polled) did not read it, and proves nothing about it.
+            previous_poll = None
         if view.length == 0:
             self.was_empty, self.empty_at, self.head, self.tail = True, now, 0, 0
             self.heads.clear()
@@ -122,9 +127,10 @@ class ListHistory:
             )
             self.tail = view.tail
             self._forget_consumed()
-        if view.stamped_at is not None:
-            return PushTime(view.stamped_at, view.stamped_at, exact=True)
         earliest, latest = self.tail_pushed
+        if view.stamped_at is not None and view.stamped_at <= latest:
+            # Earlier than the bounds is believed: a requeued message (see above) is.
+            return PushTime(view.stamped_at, view.stamped_at, exact=True)
         return PushTime(_latest(earliest, self.empty_at), latest)
 
     def _forget_consumed(self) -> None:
@@ -143,9 +149,15 @@ def _latest(*times: float | None) -> float | None:
 
 
 def oldest(pushed: list[PushTime | None]) -> PushTime | None:
-    """The oldest of several lists' tails (a queue's priority lists, a pool's queues):
-    one with no lower bound first (it may be any age), else the earliest bound."""
+    """When the oldest of several lists' tails (a queue's priority lists, a pool's
+    queues) was pushed: the earliest of their push times lies between the earliest of
+    their lower bounds (none if one has none) and the earliest of their upper bounds."""
     known = [p for p in pushed if p is not None]
     if not known:
         return None
-    return min(known, key=lambda p: (p.earliest is not None, p.earliest or p.latest, p.latest))
+    if len(known) == 1:
+        return known[0]
+    lowers = [p.earliest for p in known]
+    earliest = None if None in lowers else min(t for t in lowers if t is not None)
+    latest = min(p.latest for p in known)
+    return PushTime(earliest, latest, exact=earliest == latest)
