@@ -11,7 +11,7 @@
 | `manifests/{operator,admission,rbac}/*.yaml` | `helm template` with `hack/manifests-values.yaml` |
 
 ``python hack/generate.py --check`` writes nothing and exits 1 naming every stale file;
-the tests run it. ``--without-helm`` skips what needs the helm binary.
+the tests run it. Without ``--helm`` what needs the helm binary is skipped.
 """
 
 from __future__ import annotations
