@@ -14,6 +14,7 @@ from celery import Celery
 from prometheus_client import CollectorRegistry
 from stalk_agent import publish
 from stalk_broker import BrokerEndpoint, KeyLayout
+from stalk_broker.pool_reader import PUBLISHED_AT_HEADER
 from stalk_operator.broker import BrokerPoller, Subscription
 from stalk_operator.reporting.metrics import Metrics
 
@@ -29,11 +30,11 @@ def producer(url: str, password: str) -> Celery:
     return app
 
 
-def run_polls(endpoint: BrokerEndpoint, schedule, polls: int) -> list[tuple[float, object]]:
+def run_polls(endpoint: BrokerEndpoint, schedule, polls: int) -> list[tuple[float, object, float]]:
     """Poll once a second for ``polls`` seconds; ``schedule(i)`` runs before poll i.
-    Returns (poll time, the pool's observation) per poll."""
+    Returns (poll time, the pool's observation, how long the poll took) per poll."""
 
-    async def scenario() -> list[tuple[float, object]]:
+    async def scenario() -> list[tuple[float, object, float]]:
         poller = BrokerPoller(
             endpoint, metrics=Metrics(CollectorRegistry()), deliver=lambda snapshot, pools: None
         )
@@ -41,8 +42,9 @@ def run_polls(endpoint: BrokerEndpoint, schedule, polls: int) -> list[tuple[floa
         seen = []
         for i in range(polls):
             schedule(i)
+            began = time.time()
             snapshot = await poller.poll_once()
-            seen.append((snapshot.taken_at, snapshot.pools[POOL]))
+            seen.append((snapshot.taken_at, snapshot.pools[POOL], snapshot.taken_at - began))
             await asyncio.sleep(1.0)
         await poller.close()
         return seen
@@ -69,14 +71,17 @@ def test_the_estimate_holds_the_true_age_of_the_oldest_task_over_every_priority(
 
     seen = run_polls(BrokerEndpoint.from_url(redis_db.url, password=redis_password), schedule, 9)
     checked = 0
-    for taken_at, observation in seen:
+    # A push is dated between the start of the read that missed it and the end of the
+    # one that saw it: half the interval, plus the reads' own time (ms on an idle machine).
+    bound = 0.5 + max(took for _, _, took in seen) + 0.05
+    for taken_at, observation, _ in seen:
         pushed = observation.pool_oldest_pushed
         if not sent or taken_at < sent[0][0]:
             assert pushed is None
             continue
         estimate = pushed.age(taken_at)
         true_age = taken_at - sent[0][0]  # nothing consumes: the first send is the oldest
-        assert estimate.error is not None and estimate.error <= 0.6, estimate
+        assert estimate.error is not None and estimate.error <= bound, (estimate, bound)
         assert abs(estimate.seconds - true_age) <= estimate.error + 0.05, (estimate, true_age)
         by_queue = dict(zip(QUEUES, observation.oldest_pushed, strict=True))
         if by_queue["mail-bulk"] is not None:  # the burst's lists, read as one queue
@@ -87,6 +92,7 @@ def test_the_estimate_holds_the_true_age_of_the_oldest_task_over_every_priority(
     assert checked >= 6
     print(
         f"\nlast estimate {estimate.seconds:.2f} s +- {estimate.error:.2f} s, true {true_age:.2f} s"
+        f" (stated bound {bound:.2f} s)"
     )
 
 
@@ -101,13 +107,18 @@ def test_with_the_publish_hook_the_age_is_exact(redis_db, redis_password):
                 for priority in (0, 9):
                     sent.append(time.time())
                     app.send_task("t", queue="mail", priority=priority)
+            if i == 1:
+                # A retry: Celery copies the first send's headers, stamp included; the
+                # retry waits from its own send, so the tasks above stay the oldest.
+                first_send = {PUBLISHED_AT_HEADER: time.time() - 600}
+                app.send_task("t", queue="mail-bulk", headers=first_send)
 
         seen = run_polls(
             BrokerEndpoint.from_url(redis_db.url, password=redis_password), schedule, 3
         )
     finally:
         publish.stop_stamping()
-    for taken_at, observation in seen:
+    for taken_at, observation, _ in seen:
         estimate = observation.pool_oldest_pushed.age(taken_at)
         assert estimate.exact
         assert abs(estimate.seconds - (taken_at - sent[0])) <= 0.01, estimate

@@ -15,6 +15,7 @@ from celery import signals
 
 from stalk_agent.configure import apply_broker
 from stalk_agent.health import serve_once
+from stalk_agent.publish import stamp_send_times
 from stalk_agent.settings import AgentSettings
 from stalk_agent.steps import Heartbeat, LoadReporter
 from stalk_agent.task_metrics import enable as enable_task_metrics
@@ -27,6 +28,7 @@ def attach(sender: Any, **_: Any) -> None:
     settings = AgentSettings.from_environ()
     app = sender.app
     apply_broker(app, settings)
+    stamp_send_times()  # before the pool forks: its children send the retries
     app.steps["consumer"].add(Heartbeat)
     if settings.pool:
         app.steps["consumer"].add(LoadReporter)

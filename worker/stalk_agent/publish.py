@@ -8,7 +8,8 @@ One line in a producer (any process that sends tasks), after its Celery app is m
 The time goes into the message headers (:data:`stalk_broker.pool_reader.
 PUBLISHED_AT_HEADER`), which workers ignore; nothing else of the message changes. Where
 producers do not opt in, the operator estimates the age from its polls, within the
-bound docs/scaling.md states.
+bound docs/scaling.md states. Workers under the agent stamp what they send themselves
+(retries, a canvas's next tasks), so that a retry never carries its first send's time.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ _DISPATCH_UID = "stalk-agent-published-at"
 
 
 def stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """``before_task_publish`` receiver: the send time, unless the headers have one."""
+    """``before_task_publish`` receiver: the send time of this publish. One already there
+    is replaced: Celery copies a task's custom headers into its retry, and the retry
+    waits from when it is sent again."""
     if headers is not None:
-        headers.setdefault(PUBLISHED_AT_HEADER, round(time.time(), 3))
+        headers[PUBLISHED_AT_HEADER] = round(time.time(), 3)
 
 
 def stamp_send_times() -> None:

@@ -13,7 +13,11 @@ prometheus-client's multiprocess mode (one memory-mapped file per process in
 ``PROMETHEUS_MULTIPROC_DIR``, which the operator points at an ``emptyDir``); the agent's
 HTTP server in the main process adds up the files on ``/metrics``. Children forked later
 (``--max-tasks-per-child``) inherit the receivers; the files of those that exit keep
-their counts, as counters should. Tasks started without a stamp are started minus the
+their counts, as counters should (each recycled child leaves its files: with a small
+``--max-tasks-per-child`` a scrape reads more of them as the pod ages). An app that
+uses prometheus-client in multiprocess mode writes to the same directory, so its own
+metrics show on the agent's ``/metrics`` too; the live gauges of a child that exits are
+dropped, as prometheus-client asks. Tasks started without a stamp are started minus the
 wait histogram's count. A task killed by its hard time limit never reaches
 ``task_postrun``: Flower's failure count has it, this one does not.
 """
@@ -64,7 +68,7 @@ class TaskMetrics:
 
         self.directory = directory
         labels = ["task", "queue"]
-        # Not in the default registry: an app's own metrics stay the app's.
+        # Not in the default registry: an app that serves it does not serve these twice.
         self.received = Counter(
             "stalk_tasks_received",
             "Tasks this worker took from the broker (prefetched or run at once).",
@@ -133,11 +137,22 @@ class TaskMetrics:
         except Exception:
             logger.debug("cannot record a task's end", exc_info=True)
 
+    def child_exited(self, pid: int | None = None, **_: Any) -> None:
+        """``worker_process_shutdown``, in the exiting child: its live gauges (an app's)
+        must not outlive it."""
+        from prometheus_client import multiprocess
+
+        try:
+            multiprocess.mark_process_dead(pid or os.getpid(), self.directory)  # type: ignore[no-untyped-call]
+        except Exception:
+            logger.debug("cannot drop an exiting child's gauges", exc_info=True)
+
     def connect(self) -> None:
         for signal, receiver in (
             (signals.task_received, self.on_received),
             (signals.task_prerun, self.started),
             (signals.task_postrun, self.ended),
+            (signals.worker_process_shutdown, self.child_exited),
         ):
             signal.connect(receiver, weak=False, dispatch_uid=f"{_DISPATCH_UID}-{signal.name}")
 
