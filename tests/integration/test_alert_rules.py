@@ -319,3 +319,131 @@ def test_beat_not_firing_fires_for_a_beat_hung_gone_or_without_the_lock(tmp_path
             case("0x15", "0x15", True),  # a standby: nobody fires the schedule
         ],
     )
+
+
+def taskqueue_alert(
+    groups: list[dict[str, Any]],
+    alert: str,
+    series: dict[str, str],
+    fires: bool,
+    eval_time: str,
+) -> dict[str, Any]:
+    """One promtool case for an alert on one TaskQueue (team-a/emails): ``series`` maps
+    each metric to its values."""
+    labels = {"namespace": "team-a", "taskqueue": "emails"}
+    selector = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    rendered = {
+        k: v.replace("{{ $labels.namespace }}", "team-a").replace(
+            "{{ $labels.taskqueue }}", "emails"
+        )
+        for k, v in annotations(groups, alert, "").items()
+    }
+    rule = next(r for g in groups for r in g["rules"] if r.get("alert") == alert)
+    expected = [{"exp_labels": {**rule["labels"], **labels}, "exp_annotations": rendered}]
+    return {
+        "interval": "1m",
+        "input_series": [
+            {"series": f"{metric}{{{selector}}}", "values": values}
+            for metric, values in series.items()
+        ],
+        "alert_rule_test": [
+            {"eval_time": eval_time, "alertname": alert, "exp_alerts": expected if fires else []}
+        ],
+    }
+
+
+def test_replicas_not_reached_fires_for_pods_that_do_not_start_or_keep_crashing(
+    tmp_path, rule_groups
+):
+    """The Deployment has the replicas it was given, but they are not ready (crash loop,
+    image pull): the alert reads readiness, not the Deployment's replica count."""
+
+    def case(desired: str, current: str, ready: str, fires: bool) -> dict[str, Any]:
+        series = {
+            "stalk_taskqueue_desired_replicas": desired,
+            "stalk_taskqueue_current_replicas": current,
+            "stalk_taskqueue_ready_replicas": ready,
+        }
+        return taskqueue_alert(rule_groups, "StalkReplicasNotReached", series, fires, "20m")
+
+    promtool_test(
+        tmp_path,
+        rule_groups,
+        [
+            case("3x25", "3x25", "3x25", False),
+            case("3x25", "3x25", "1x25", True),  # crash-looping pods count as replicas
+            case("3x25", "1x25", "1x25", True),  # a quota keeps them from being created
+            case("3x25", "3x25", "1x15 3x10", False),  # slow to start, then ready
+        ],
+    )
+
+
+def test_broker_unreachable_and_reconcile_errors_fire_only_while_they_last(tmp_path, rule_groups):
+    cases = [
+        # (alert, metric, values, fires, evaluated at)
+        ("StalkBrokerUnreachable", "stalk_taskqueue_broker_up", "1x3 0x10", True, "8m"),
+        # A minute's blip: the pool rides it out at its fallback size, no page.
+        ("StalkBrokerUnreachable", "stalk_taskqueue_broker_up", "1 0 1x10", False, "8m"),
+        ("StalkReconcileErrors", "stalk_reconcile_errors_total", "0+1x30", True, "25m"),
+        ("StalkReconcileErrors", "stalk_reconcile_errors_total", "0 1 1x30", False, "25m"),
+    ]
+    promtool_test(
+        tmp_path,
+        rule_groups,
+        [
+            taskqueue_alert(rule_groups, alert, {metric: values}, fires, at)
+            for alert, metric, values, fires, at in cases
+        ],
+    )
+
+
+def test_failure_ratio_stays_silent_for_a_task_that_did_not_run(tmp_path, rule_groups):
+    """No runs in the window is no ratio (0/0), not a failure rate; a task that only
+    fails is 100 %."""
+
+    def events(task: str, kind: str, values: str) -> dict[str, str]:
+        labels = f'task="{task}", type="{kind}", worker="w-1@team"'
+        return {"series": f"flower_events_total{{{labels}}}", "values": values}
+
+    labels = {"severity": "warning", "task": "reports.render"}
+    rendered = {
+        k: v.replace("{{ $labels.task }}", "reports.render").replace(
+            "{{ $value | humanizePercentage }}", "100%"
+        )
+        for k, v in annotations(rule_groups, "StalkTaskFailuresHigh", "").items()
+    }
+    promtool_test(
+        tmp_path,
+        rule_groups,
+        [
+            {
+                "interval": "1m",
+                "input_series": [
+                    events("idle.task", "task-succeeded", "5x40"),
+                    events("idle.task", "task-failed", "5x40"),
+                    events("reports.render", "task-failed", "0+1x40"),
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "30m",
+                        "alertname": "StalkTaskFailuresHigh",
+                        "exp_alerts": [{"exp_labels": labels, "exp_annotations": rendered}],
+                    }
+                ],
+            }
+        ],
+    )
+
+
+def test_without_scrapes_no_alert_fires_for_what_is_absent():
+    """With the ServiceMonitors off, Prometheus never sees the operator or Redis: an
+    alert on their absence would page for ever."""
+    docs = render(
+        helm_binary(),
+        *MONITORING_API,
+        "--set=redis.metrics.enabled=true",
+        "--set=monitoring.serviceMonitor.enabled=false",
+    )
+    rules = [r for g in find(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    assert not [r["alert"] for r in rules if "absent(" in r["expr"] or "vector(0)" in r["expr"]]
+    assert "StalkBacklogGrowing" in {r["alert"] for r in rules}

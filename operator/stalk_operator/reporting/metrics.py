@@ -34,6 +34,7 @@ class Figures:
     busy_workers: int | None = None
     desired_replicas: int | None = None
     current_replicas: int | None = None
+    ready_replicas: int | None = None
     broker_up: int | None = None
     target_wait_seconds: float | None = None
     depths: tuple[QueueDepth, ...] = ()
@@ -53,6 +54,8 @@ _GAUGES = (
      "Workers running or holding at least one task."),
     ("desired_replicas", "stalk_taskqueue_desired_replicas", "Replicas the autoscaler decided on."),
     ("current_replicas", "stalk_taskqueue_current_replicas", "Replicas of the worker Deployment."),
+    ("ready_replicas", "stalk_taskqueue_ready_replicas",
+     "Ready replicas of the worker Deployment: pods that started and stay up."),
     ("broker_up", "stalk_taskqueue_broker_up",
      "1 when the TaskQueue's broker was read at the last poll."),
     ("target_wait_seconds", "stalk_taskqueue_target_wait_seconds",

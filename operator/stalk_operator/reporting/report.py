@@ -78,6 +78,7 @@ class Reporter:
         """The status patch after a decision, or ``None`` when the last write stands."""
         figures = self.figures
         figures.desired_replicas, figures.current_replicas = decision.replicas, deployment.current
+        figures.ready_replicas = deployment.ready
         figures.broker_up = 0 if observation is None else 1
         figures.target_wait_seconds = taskqueue.scaling.target_wait_seconds
         counts, source = None, None
