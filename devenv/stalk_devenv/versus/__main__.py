@@ -11,7 +11,7 @@ from pathlib import Path
 
 from stalk_devenv.binaries import KEDA_VERSIONS, VERSIONS
 from stalk_devenv.controlplane import REPO_ROOT
-from stalk_devenv.versus import contenders, traces
+from stalk_devenv.versus import contenders, recorder, traces
 from stalk_devenv.versus.report import TraceResult, markdown, plot
 from stalk_devenv.versus.run import run_trace, start
 
@@ -35,7 +35,14 @@ list:
 {setups}
 
 Ratios are against Stalk (below 1.00x, KEDA did better). How each figure is measured:
-`devenv/stalk_devenv/versus/figures.py`.
+`devenv/stalk_devenv/versus/figures.py`. Worker-seconds marked `+` belong to a pool that
+still held replicas when the run ended: they go on, and are compared with nothing.
+Samples are {recorder.SAMPLE_SECONDS:g} s apart, so a wait at 0 replicas of one sample or
+less shows as `≤ {recorder.SAMPLE_SECONDS:g} s`. No pool can interrupt a task here: each
+is the Deployment the operator makes, whose termination grace period (the task time
+limit plus 30 s) outlasts every task, and Celery's warm shutdown finishes what a pod
+holds; the rows that count interruptions show that it did. Scale events, peak replicas
+and replicas at the end say what happened, not who did better.
 """
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stalk_devenv.versus.figures import PoolFigures, in_flight, oldest_wait
-from stalk_devenv.versus.recorder import Sample, TaskRecord
+from stalk_devenv.versus.recorder import SAMPLE_SECONDS, Sample, TaskRecord
 from stalk_devenv.versus.traces import Trace
 
 
@@ -28,6 +28,14 @@ class Row:
     unit: str = ""
     lower_is_better: bool = True
     ratio: bool = False
+    compared: bool = True
+    """Whether a difference says one system did better: not for counts that only say
+    what happened (scale events, peak replicas), nor for what no pool can score here."""
+    runs_on: bool = False
+    """The figure goes on growing while the pool still holds replicas at the end of the
+    run (marked ``+``, compared with nothing)."""
+    resolution: float = 0.0
+    """Below this the figure is one sample or less: shown as ``≤``, and equal."""
 
 
 MIN_RATIO_BASE = 0.5
@@ -37,27 +45,48 @@ ROWS = (
     Row("queue wait p95", lambda f: f.wait_p95, "s", ratio=True),
     Row("queue wait max", lambda f: f.wait_max, "s", ratio=True),
     Row("first added worker consuming", lambda f: f.first_consuming, "s", ratio=True),
-    Row("worker-seconds", lambda f: f.worker_seconds, "", ratio=True),
-    Row("tasks interrupted (delivered again)", lambda f: f.interrupted_tasks),
-    Row("worker pods killed mid-task", lambda f: f.killed_pods),
+    Row("worker-seconds", lambda f: f.worker_seconds, "", ratio=True, runs_on=True),
+    # Every pool's Deployment waits out its tasks on scale-down (see the header): these
+    # show that it did, and are no contest.
+    Row("tasks interrupted (delivered again)", lambda f: f.interrupted_tasks, compared=False),
+    Row("worker pods killed mid-task", lambda f: f.killed_pods, compared=False),
     Row("tasks that waited over 1 s at 0 replicas", lambda f: f.waited_at_zero),
-    Row("longest wait at 0 replicas", lambda f: f.longest_wait_at_zero, "s"),
-    Row("scale events", lambda f: f.scale_events),
-    Row("peak replicas", lambda f: f.peak_replicas, lower_is_better=False),
-    Row("replicas at the end", lambda f: f.replicas_at_end),
+    Row(
+        "longest wait at 0 replicas",
+        lambda f: f.longest_wait_at_zero,
+        "s",
+        resolution=SAMPLE_SECONDS,
+    ),
+    Row("scale events", lambda f: f.scale_events, compared=False),
+    Row("peak replicas", lambda f: f.peak_replicas, compared=False),
+    Row("replicas at the end", lambda f: f.replicas_at_end, compared=False),
     Row("tasks finished", lambda f: f.finished, lower_is_better=False),
 )
+
+
+def _running_on(row: Row, figures: PoolFigures) -> bool:
+    return row.runs_on and figures.replicas_at_end > 0
 
 
 def _cell(row: Row, figures: PoolFigures, baseline: PoolFigures) -> str:
     value = row.value(figures)
     if value is None:
         return "-"
+    if row.resolution and value <= row.resolution:
+        return f"≤ {row.resolution:g} {row.unit}".strip()
     text = f"{value:.1f} {row.unit}".strip() if isinstance(value, float) else str(value)
+    if _running_on(row, figures):
+        return text + "+"
     base = row.value(baseline)
     # No ratio against a baseline that rounds to nothing: 0.05 s against 30 s says less
     # than the two figures do.
-    if row.ratio and figures is not baseline and base is not None and base >= MIN_RATIO_BASE:
+    if (
+        row.ratio
+        and figures is not baseline
+        and base is not None
+        and base >= MIN_RATIO_BASE
+        and not _running_on(row, baseline)
+    ):
         text += f" ({value / base:.2f}x)"
     return text
 
@@ -69,11 +98,17 @@ def compared(result: TraceResult, baseline: str) -> tuple[list[str], list[str]]:
     for figures in result.figures:
         if figures.pool == baseline:
             continue
-        for row in ROWS[:10]:
+        for row in (r for r in ROWS if r.compared):
             mine, theirs = row.value(figures), row.value(stalk)
             if mine is None or theirs is None:
                 continue
-            if mine == theirs or (isinstance(mine, float) and abs(mine - theirs) < 0.05):
+            if _running_on(row, figures) or _running_on(row, stalk):
+                continue
+            if (
+                mine == theirs
+                or (isinstance(mine, float) and abs(mine - theirs) < 0.05)
+                or (row.resolution and max(mine, theirs) <= row.resolution)
+            ):
                 same.append(f"{figures.pool} {row.label}")
             elif (mine < theirs) if row.lower_is_better else (mine > theirs):
                 better.append(f"{figures.pool}: {row.label} {_cell(row, figures, stalk)}")
@@ -97,6 +132,8 @@ def markdown(
             cells = [_cell(row, f, stalk) for f in result.figures]
             lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
         lines.append("")
+        if result.trace.note:
+            lines += [result.trace.note, ""]
         better, same = compared(result, baseline)
         lines.append("Where KEDA did better than Stalk: " + ("; ".join(better) or "nowhere") + ".")
         lines.append("")
