@@ -324,6 +324,17 @@ def test_an_author_may_name_only_secrets_they_may_read(cluster, stalk_crds, name
         },
     )
     assert "references Secret payments-db, which you may not get" in through_volume.stderr
+    # The CA key is mounted into the worker pods: any key of any Secret would be.
+    through_ca = apply_as_alice(
+        "ca",
+        {
+            "broker": {
+                "url": "rediss://team-redis:6379/0",
+                "tls": {"caSecretRef": {"name": "payments-db", "key": "password"}},
+            }
+        },
+    )
+    assert "references Secret payments-db, which you may not get" in through_ca.stderr
     own = apply_as_alice(
         "mine",
         {
@@ -345,6 +356,7 @@ OPERATOR_RIGHTS = [
     ("list", "taskqueues.stalk.dev", True),
     ("watch", "taskqueues.stalk.dev", True),
     ("patch", "taskqueues.stalk.dev/status", True),
+    ("patch", "taskqueues.stalk.dev", False),  # only event handlers: kopf writes nothing there
     ("create", "taskqueues.stalk.dev", False),
     ("update", "taskqueues.stalk.dev", False),
     ("delete", "taskqueues.stalk.dev", False),

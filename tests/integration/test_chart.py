@@ -401,6 +401,18 @@ def test_redis_spreads_over_zones_and_hosts_and_never_blocks_a_drain(helm):
         assert constraint["whenUnsatisfiable"] == "ScheduleAnyway", "one zone still schedules"
         assert constraint["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == "redis"
     assert "podAntiAffinity" in spec["affinity"]
+    # A constraint that selects its own pods is kept as written, not narrowed further.
+    own = {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["cache"]}]}
+    custom = _pod_specs(
+        render(
+            helm,
+            "--set-json",
+            "redis.topologySpreadConstraints="
+            + json.dumps([{"maxSkew": 1, "topologyKey": "rack", "labelSelector": own,
+                           "whenUnsatisfiable": "DoNotSchedule"}]),
+        )
+    )["stalk-redis"]  # fmt: skip
+    assert custom["topologySpreadConstraints"][0]["labelSelector"] == own
     pdb = find(docs, "PodDisruptionBudget")
     assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
     exporter = next(c for c in spec["containers"] if c["name"] == "exporter")

@@ -122,8 +122,11 @@ affinity:
 {{- with .values.topologySpreadConstraints }}
 topologySpreadConstraints:
   {{- range . }}
-  {{- $own := dict "labelSelector" (dict "matchLabels" (fromYaml $.selector)) }}
-  - {{ toYaml (merge (deepCopy .) $own) | indent 4 | trim }}
+  {{- if hasKey . "labelSelector" }}
+  - {{ toYaml . | indent 4 | trim }}
+  {{- else }}
+  - {{ toYaml (set (deepCopy .) "labelSelector" (dict "matchLabels" (fromYaml $.selector))) | indent 4 | trim }}
+  {{- end }}
   {{- end }}
 {{- end }}
 {{- end }}
@@ -156,7 +159,7 @@ capabilities:
 {{- define "stalk.operator.rules" -}}
 - apiGroups: [stalk.dev]
   resources: [taskqueues]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 - apiGroups: [stalk.dev]
   resources: [taskqueues/status]
   verbs: [get, patch]
@@ -378,7 +381,7 @@ STALK_ for workers, beat and Flower; STALK_DEFAULT_ for the operator's default b
 {{- end }}
 {{- end }}
 
-{{/* Flower's basic-auth Secret: keys auth (user:password), username, password. */}}
+{{/* Flower's basic-auth Secret: keys username and password. */}}
 {{- define "stalk.flower.authSecret" -}}
 {{- default (printf "%s-flower-auth" (include "stalk.fullname" .)) .Values.flower.basicAuth.existingSecret }}
 {{- end }}
