@@ -142,3 +142,15 @@ def test_the_oldest_wait_is_the_age_of_the_earliest_task_not_yet_started():
         TaskRecord("p", sent=12.0, seconds=1, priority=None, starts=[(20.0, "a")]),
     ]
     assert oldest_wait(tasks, "p", [9.0, 13.0, 16.0, 21.0]) == [0.0, 3.0, 4.0, 0.0]
+
+
+def test_a_task_never_started_waits_until_the_end_of_the_run_and_is_not_finished() -> None:
+    """KEDA blind to a priority list, at zero replicas: the task is stranded. Leaving it
+    out of the waits would flatter the pool that stranded it."""
+    tasks = [
+        TaskRecord("p", sent=0.0, seconds=1, priority=None, starts=[(1.0, "w")], finished=2.0),
+        TaskRecord("p", sent=0.0, seconds=1, priority=9),
+    ]
+    figures = pool_figures("p", tasks, [sample(0, "p")], 0, 600)
+    assert figures.wait_max == 600.0
+    assert figures.finished == 1 and figures.tasks == 2

@@ -1,7 +1,8 @@
 """The figures of one pool over one trace, from what the recorder kept. Pure.
 
 * **wait**: from the send to the first ``task-started`` (the worker's clock; producer
-  and workers share this machine's).
+  and workers share this machine's); a task never started counts as waiting until the
+  end of the run, at least (left out, it would flatter the pool that stranded it).
 * **first worker consuming**: from the pool's first send to its first ``task-started``
   (every pool starts at zero replicas, so that worker was added for the trace).
 * **worker-seconds**: the time integral of the pool's pods, over the same window for
@@ -66,7 +67,7 @@ def pool_figures(
 ) -> PoolFigures:
     mine = [t for t in tasks if t.pool == pool]
     series = sorted((s for s in samples if s.pool == pool), key=lambda s: s.at)
-    waits = [min(at for at, _ in t.starts) - t.sent for t in mine if t.starts]
+    waits = [min(at for at, _ in t.starts) - t.sent if t.starts else end - t.sent for t in mine]
     first_starts = [min(at for at, _ in t.starts) for t in mine if t.starts]
     replicas = [s.replicas for s in series]
     return PoolFigures(
