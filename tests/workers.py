@@ -139,3 +139,28 @@ def client_app(env: Mapping[str, str]) -> Iterator[Celery]:
 
 
 __all__ = ["Worker", "WorkerFactory", "client_app", "client_env", "wait_for"]
+
+
+@contextmanager
+def running_flower(
+    env: Mapping[str, str], logs: Path, password: str
+) -> Iterator[tuple[ManagedProcess, int]]:
+    """Flower as the chart runs it (``celery -A stalk_worker.app flower``, basic auth
+    ``admin``) on a free loopback port: the process and its port, stopped on exit."""
+    import sys
+
+    from stalk_devenv.controlplane import http_ok
+
+    port = free_port()
+    flower = ManagedProcess(
+        "flower",
+        [sys.executable, "-m", "celery", "-A", "stalk_worker.app", "flower",
+         f"--port={port}", "--address=127.0.0.1"],
+        logs,
+        env={**os.environ, **env, "FLOWER_BASIC_AUTH": f"admin:{password}"},
+    )  # fmt: skip
+    flower.start(ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthcheck"), timeout=60)
+    try:
+        yield flower, port
+    finally:
+        flower.stop(grace=5)

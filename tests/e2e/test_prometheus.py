@@ -20,7 +20,6 @@ import pytest
 import yaml
 from chart import CHART, MONITORING_API, find, helm_binary, render
 from kube import wait_for
-from stalk_devenv.controlplane import http_ok
 from stalk_devenv.process import ManagedProcess, free_port
 from taskqueues import taskqueue
 
@@ -195,22 +194,11 @@ def test_flower_answers_every_task_query_of_the_dashboard_and_the_alerts(
     basic auth); Prometheus scrapes Flower the way the chart's ServiceMonitor says.
     After a few tasks, one of them failing, every Flower metric the dashboard and the
     alerts query is in Prometheus, and their task-level queries answer."""
-    import os
-    import sys
-
-    from workers import client_app, client_env
+    from workers import client_app, client_env, running_flower
 
     workers.start(broker_env, queues=("default",))
-    port, password = free_port(), "flower-test-password"
-    flower = ManagedProcess(
-        "flower",
-        [sys.executable, "-m", "celery", "-A", "stalk_worker.app", "flower",
-         f"--port={port}", "--address=127.0.0.1"],
-        tmp_path / "logs",
-        env={**os.environ, **broker_env, "FLOWER_BASIC_AUTH": f"admin:{password}"},
-    )  # fmt: skip
-    flower.start(ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthcheck"), timeout=60)
-    try:
+    password = "flower-test-password"
+    with running_flower(broker_env, tmp_path / "logs", password) as (_, port):
         docs = render(helm_binary(), *MONITORING_API, namespace=RELEASE_NAMESPACE)
         scrape = scrape_config(
             find(docs, "ServiceMonitor", "flower"), "stalk-flower", f"127.0.0.1:{port}"
@@ -271,8 +259,6 @@ def test_flower_answers_every_task_query_of_the_dashboard_and_the_alerts(
         print(
             f"\nFlower metrics in Prometheus: {sorted(names)}; failure ratio {failure_ratio():.2f}"
         )
-    finally:
-        flower.stop(grace=5)
 
 
 def test_the_agents_wait_histogram_answers_the_dashboards_query_per_task_and_queue(

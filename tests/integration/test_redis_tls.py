@@ -27,13 +27,12 @@ from stalk_broker import (
     worker_state_key,
 )
 from stalk_broker.settings import BrokerSettings
-from stalk_devenv.controlplane import http_ok
 from stalk_devenv.pki import CertificateAuthority
 from stalk_devenv.process import ManagedProcess, free_port
 from stalk_devenv.redis import SentinelGroup, ServerTLS
 from stalk_operator.broker.remote_control import RemoteControl
 from team_apps import app_venv
-from workers import client_app, wait_for
+from workers import client_app, running_flower, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -198,23 +197,15 @@ def test_flower_sees_workers_and_task_events_over_tls(tls_group, workers, tmp_pa
     env = tls_env(tls_group, tmp_path)
     tls_group.master().client().flushall()
     workers.start(env, queues=[QUEUE], concurrency=1, hostname=f"{POD}@tls")
-    port, password = free_port(), "flower-tls-password"
-    flower = ManagedProcess(
-        "flower",
-        [sys.executable, "-m", "celery", "-A", "stalk_worker.app", "flower",
-         f"--port={port}", "--address=127.0.0.1"],
-        tmp_path / "logs",
-        env={**os.environ, **env, "FLOWER_BASIC_AUTH": f"admin:{password}"},
-    )  # fmt: skip
+    password = "flower-tls-password"
     auth = {"Authorization": "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()}
+    with running_flower(env, tmp_path / "logs", password) as (flower, port):
 
-    def get(path: str) -> str:
-        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=auth)
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.read().decode()
+        def get(path: str) -> str:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=auth)
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.read().decode()
 
-    flower.start(ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthcheck"), timeout=60)
-    try:
         # Events are fanned out: only those sent after Flower subscribed reach it.
         wait_for(lambda: "Connected to" in flower.log_tail(50), 30, "Flower to subscribe")
         with client_app(env) as app:
@@ -225,5 +216,3 @@ def test_flower_sees_workers_and_task_events_over_tls(tls_group, workers, tmp_pa
 
             wait_for(succeeded, 30, "Flower to count a task's success from its events")
         assert f"{POD}@tls" in get("/api/workers?refresh=1")
-    finally:
-        flower.stop(grace=5)
