@@ -235,11 +235,11 @@ def connect(endpoint: BrokerEndpoint, *, socket_timeout: float = 2.0) -> redis.R
     if not endpoint.sentinel:
         host, port = endpoint.hosts[0]
         return redis.Redis(host=host, port=port, **kwargs)
-    sentinels = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinels = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         list(endpoint.hosts), sentinel_kwargs=endpoint.sentinel_link_kwargs(socket_timeout)
     )
     assert endpoint.master_name is not None
-    master = sentinels.master_for(endpoint.master_name, **kwargs)  # type: ignore[no-untyped-call]
+    master = sentinels.master_for(endpoint.master_name, **kwargs)  # type: ignore[no-untyped-call,unused-ignore]
     return cast(redis.Redis, master)
 
 
@@ -249,7 +249,7 @@ def connect_async(endpoint: BrokerEndpoint, *, socket_timeout: float = 2.0) -> r
     if not endpoint.sentinel:
         host, port = endpoint.hosts[0]
         return redis.asyncio.Redis(host=host, port=port, **kwargs)
-    sentinels = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinels = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call,unused-ignore]
         list(endpoint.hosts), sentinel_kwargs=endpoint.sentinel_link_kwargs(socket_timeout)
     )
     assert endpoint.master_name is not None

@@ -29,7 +29,6 @@ from stalk_operator.faults import (
     KUBERNETES_UNREACHABLE,
     Fault,
     FaultTracker,
-    classify,
 )
 from stalk_operator.model import TaskQueue
 from stalk_operator.reporting import events
@@ -225,10 +224,11 @@ class TaskQueueLoop:
 
     def _failed(self, exc: BaseException, now: float) -> bool:
         """Record a failure; True when it is news (logged, and an Event posted)."""
-        reason, message = classify(exc)
         self.report.failed()
-        if not self.faults.failed(reason, message, now):
+        fault = self.faults.failed(exc, now)
+        if fault is None:
             return False
+        reason, message = fault.reason, fault.message
         internal = reason == INTERNAL_ERROR
         logger.warning(
             "%s: %s (%s); retrying", self.taskqueue.pool, message, reason, exc_info=internal

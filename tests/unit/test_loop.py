@@ -177,9 +177,10 @@ async def test_a_refused_write_shows_on_the_taskqueue_and_clears_when_it_succeed
 
 
 async def test_an_api_server_that_stops_and_starts_is_one_fault_logged_once(caplog):
-    """While it goes down and comes back, the API server refuses connections and answers
-    503 or 500 in turn: one outage, one warning, one Event-free fault (an Event could
-    not be posted either), however the failures alternate."""
+    """While it goes down and comes back, the API server refuses connections, answers
+    503 or 500, and, until its RBAC caches have synced, 403: one outage, one warning, one
+    Event-free fault (an Event could not be posted either), however the failures
+    alternate."""
     h = Harness()
     await h.ready(1)
 
@@ -192,17 +193,36 @@ async def test_an_api_server_that_stops_and_starts_is_one_fault_logged_once(capl
         httpx2.ConnectError("All connection attempts failed"),
         unavailable(503),
         httpx2.ConnectError("All connection attempts failed"),
+        unavailable(403),
         unavailable(500),
         unavailable(429),
+        unavailable(403),
     ]
     caplog.set_level(logging.INFO, logger="stalk_operator.loop")
-    for _ in range(5):
+    for _ in range(7):
         await h.step(h.snapshot(backlog=10), seconds=6)
     assert not h.kube.fail, "every failure was met"
     await h.step(h.snapshot(backlog=10), seconds=6)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "KubernetesUnreachable" in warnings[0], warnings
     assert condition(h.kube.of("status")[-1][1], "Scaling")["reason"] != "KubernetesUnreachable"
+
+
+async def test_a_refusal_that_outlasts_an_outage_is_a_fault_of_its_own(caplog):
+    """A 403 moments after the API server came back is taken for it still starting; one
+    that goes on is news: a warning, an Event and the reason on the TaskQueue."""
+    h = Harness()
+    await h.ready(1)
+    forbidden = ApiError.__new__(ApiError)
+    forbidden.status = type("S", (), {"code": 403, "reason": "Forbidden", "message": "no"})()
+    h.kube.fail = [httpx2.ConnectError("All connection attempts failed")] + [forbidden] * 5
+    caplog.set_level(logging.INFO, logger="stalk_operator.loop")
+    for _ in range(6):
+        await h.step(h.snapshot(backlog=10), seconds=6)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "KubernetesUnreachable" in warnings[0] and "KubernetesRefused" in warnings[1]
+    assert ("Warning", "KubernetesRefused") in {e[:2] for e in h.events}
 
 
 async def test_a_deployment_it_does_not_own_is_never_written():
