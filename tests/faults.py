@@ -70,13 +70,28 @@ class Flow:
 
     def lost(self, timeout: float = 180) -> int:
         """Tasks sent that never succeeded (waits for the rest to finish)."""
+        return len(self.unfinished(timeout))
+
+    def unfinished(self, timeout: float = 180) -> dict[str, str]:
+        """Tasks sent that have not succeeded within ``timeout``: id -> the last state
+        read. Polled rather than ``get()``: an error from the result backend while
+        waiting (it may be the Redis that just restarted) is read again, not taken for
+        the task's end."""
         deadline = time.monotonic() + timeout
-        for result in self.sent:
-            try:
-                result.get(timeout=max(1.0, deadline - time.monotonic()))
-            except Exception:
-                continue
-        return sum(1 for r in self.sent if r.state != "SUCCESS")
+        waiting = list(self.sent)
+        while True:
+            states = {result.id: _state(result) for result in waiting}
+            waiting = [result for result in waiting if states[result.id] != "SUCCESS"]
+            if not waiting or time.monotonic() > deadline:
+                return {result.id: states[result.id] for result in waiting}
+            time.sleep(0.5)
+
+
+def _state(result: Any) -> str:
+    try:
+        return str(result.state)
+    except Exception as exc:
+        return f"unreadable ({type(exc).__name__})"
 
 
 def first_status_write_after(

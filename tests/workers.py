@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.error
 import urllib.request
@@ -9,6 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import redis
 from celery import Celery
 from kube import wait_for
 from stalk_devenv.process import ManagedProcess, free_port
@@ -164,3 +166,13 @@ def running_flower(
         yield flower, port
     finally:
         flower.stop(grace=5)
+
+
+def unacknowledged_task_ids(client: redis.Redis) -> set[str]:
+    """Task ids in kombu's unacknowledged set: taken by a worker that went away before
+    acknowledging, handed out again once the visibility timeout passes."""
+    held = set()
+    for raw in client.hvals("unacked"):
+        message = json.loads(raw)[0]
+        held.add(str(message.get("headers", {}).get("id", "")))
+    return held

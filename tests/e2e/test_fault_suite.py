@@ -30,7 +30,7 @@ from kube import ReplicaWatch, wait_for
 from stalk_devenv.redis import RedisServer
 from stalk_devenv.stack import WORKER_LABELS
 from taskqueues import taskqueue
-from workers import client_app, client_env
+from workers import client_app, client_env, unacknowledged_task_ids
 
 pytestmark = pytest.mark.e2e
 
@@ -164,7 +164,12 @@ def test_redis_restarted_with_persistence(
     cluster, namespace, stalk_operator, process_kubelet, redis_password, tmp_path
 ):
     """The broker restarts with the chart's persistence (append-only): no task the
-    broker acknowledged is lost, and the TaskQueue reports and recovers by itself."""
+    broker acknowledged is lost, and the TaskQueue reports and recovers by itself.
+
+    A task a worker had taken but not started when the connection dropped can stay in
+    kombu's unacknowledged set (kombu puts it back on the closing channel, which fails
+    while Redis is away) until the visibility timeout hands it out again: late, not
+    lost, and counted apart, as in the Sentinel failover test."""
     persistent = RedisServer(tmp_path / "aof", password=redis_password, appendonly=True).start()
     try:
         cluster.create_secret(namespace, "aof", password=redis_password)
@@ -196,13 +201,15 @@ def test_redis_restarted_with_persistence(
             replicas_s = watch.wait_for(MAX, 60) - ended
             time.sleep(3)
             flow.stop()
-            lost = flow.lost()
+            unfinished = flow.unfinished(timeout=90)
+            held = unacknowledged_task_ids(persistent.client())
+            lost = {task_id: state for task_id, state in unfinished.items() if task_id not in held}
         print(
             f"\nRedis restarted (append-only): BrokerReachable {reachable_s:.1f}s after, "
             f"{MAX} replicas {max(0.0, replicas_s):.1f}s after; {len(flow.sent)} tasks sent, "
-            f"lost: {lost}"
+            f"{len(unfinished) - len(lost)} held for redelivery, lost: {len(lost)}"
         )
-        assert lost == 0
+        assert not lost, f"tasks lost, with their last state: {lost}"
     finally:
         persistent.stop()
 

@@ -26,7 +26,7 @@ from chart import find, helm_binary, render
 from stalk_broker.endpoint import BrokerEndpoint, connect
 from stalk_devenv.process import ManagedProcess, wait_until
 from stalk_devenv.redis import ServerTLS, redis_available
-from workers import client_app
+from workers import client_app, unacknowledged_task_ids
 
 PASSWORD = 's3cret "quoted" \\back $pace'  # what a Secret of your own may hold
 DOWN_AFTER_MS = 1000
@@ -613,13 +613,3 @@ class RestartOnExit:
 
     def stop(self) -> None:
         self._stopped.set()
-
-
-def unacknowledged_task_ids(client: redis.Redis) -> set[str]:
-    """Task ids in kombu's unacknowledged set: taken by a worker that went away before
-    acknowledging, handed out again once the visibility timeout passes."""
-    held = set()
-    for raw in client.hvals("unacked"):
-        message = json.loads(raw)[0]
-        held.add(str(message.get("headers", {}).get("id", "")))
-    return held
