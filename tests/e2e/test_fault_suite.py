@@ -166,10 +166,9 @@ def test_redis_restarted_with_persistence(
     """The broker restarts with the chart's persistence (append-only): no task the
     broker acknowledged is lost, and the TaskQueue reports and recovers by itself.
 
-    A task a worker had taken but not started when the connection dropped can stay in
-    kombu's unacknowledged set (kombu puts it back on the closing channel, which fails
-    while Redis is away) until the visibility timeout hands it out again: late, not
-    lost, and counted apart, as in the Sentinel failover test."""
+    A task a worker held when the connection dropped can stay in kombu's unacknowledged
+    set until the visibility timeout hands it out again: late, not lost, and counted
+    apart, as in the Sentinel failover test."""
     persistent = RedisServer(tmp_path / "aof", password=redis_password, appendonly=True).start()
     try:
         cluster.create_secret(namespace, "aof", password=redis_password)

@@ -70,6 +70,13 @@ class Harness:
         await self.step(self.snapshot())
 
 
+def answer(code: int, reason: str = "x", message: str = "starting") -> ApiError:
+    """An error answer from the API server, as lightkube raises it."""
+    error = ApiError.__new__(ApiError)
+    error.status = type("S", (), {"code": code, "reason": reason, "message": message})()
+    return error
+
+
 def condition(status: dict, kind: str) -> dict:
     return next(c for c in status["conditions"] if c["type"] == kind)
 
@@ -164,9 +171,7 @@ def condition_reason(h: Harness) -> str | None:
 async def test_a_refused_write_shows_on_the_taskqueue_and_clears_when_it_succeeds():
     h = Harness()
     await h.ready(1)
-    refusal = ApiError.__new__(ApiError)
-    refusal.status = type("S", (), {"code": 422, "reason": "Invalid", "message": "bad"})()
-    h.kube.fail = [refusal]
+    h.kube.fail = [answer(422, "Invalid", "bad")]
     await h.step(h.snapshot(backlog=10))
     shown = [c[1] for c in h.kube.of("status")][-1]
     assert condition(shown, "Scaling")["reason"] == "KubernetesRefused"
@@ -183,20 +188,14 @@ async def test_an_api_server_that_stops_and_starts_is_one_fault_logged_once(capl
     alternate."""
     h = Harness()
     await h.ready(1)
-
-    def unavailable(code: int) -> ApiError:
-        answer = ApiError.__new__(ApiError)
-        answer.status = type("S", (), {"code": code, "reason": "x", "message": "starting"})()
-        return answer
-
     h.kube.fail = [
         httpx2.ConnectError("All connection attempts failed"),
-        unavailable(503),
+        answer(503),
         httpx2.ConnectError("All connection attempts failed"),
-        unavailable(403),
-        unavailable(500),
-        unavailable(429),
-        unavailable(403),
+        answer(403),
+        answer(500),
+        answer(429),
+        answer(403),
     ]
     caplog.set_level(logging.INFO, logger="stalk_operator.loop")
     for _ in range(7):
@@ -213,8 +212,7 @@ async def test_a_refusal_that_outlasts_an_outage_is_a_fault_of_its_own(caplog):
     that goes on is news: a warning, an Event and the reason on the TaskQueue."""
     h = Harness()
     await h.ready(1)
-    forbidden = ApiError.__new__(ApiError)
-    forbidden.status = type("S", (), {"code": 403, "reason": "Forbidden", "message": "no"})()
+    forbidden = answer(403, "Forbidden", "no")
     h.kube.fail = [httpx2.ConnectError("All connection attempts failed")] + [forbidden] * 5
     caplog.set_level(logging.INFO, logger="stalk_operator.loop")
     for _ in range(6):
